@@ -1,0 +1,52 @@
+"""Sans-IO codec for the uwsgi binary protocol, shared by appserver and edge.
+
+No sockets, clocks or logging live here: bytes in, events out.
+"""
+
+from __future__ import annotations
+
+from uwsgiproto.errors import (
+    BlockTooLarge,
+    InvalidVarKey,
+    MalformedVars,
+    TruncatedPacket,
+    UnsupportedModifier,
+    UwsgiProtocolError,
+    VarsTooLarge,
+)
+from uwsgiproto.packet import (
+    CLOSED,
+    HEADER_SIZE,
+    NEED_DATA,
+    MAX_DATASIZE,
+    Header,
+    PacketDecoder,
+    Request,
+    decode_header,
+    decode_vars,
+    encode_header,
+    encode_packet,
+    encode_vars,
+)
+
+__all__ = [
+    "CLOSED",
+    "HEADER_SIZE",
+    "MAX_DATASIZE",
+    "NEED_DATA",
+    "BlockTooLarge",
+    "Header",
+    "InvalidVarKey",
+    "MalformedVars",
+    "PacketDecoder",
+    "Request",
+    "TruncatedPacket",
+    "UnsupportedModifier",
+    "UwsgiProtocolError",
+    "VarsTooLarge",
+    "decode_header",
+    "decode_vars",
+    "encode_header",
+    "encode_packet",
+    "encode_vars",
+]

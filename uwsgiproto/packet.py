@@ -1,0 +1,222 @@
+"""The uwsgi packet: a 4-byte header, a block of vars, then the request body.
+
+Theory of operation
+-------------------
+Header: ``modifier1`` (u8), ``datasize`` (u16 little-endian), ``modifier2``
+(u8).  For modifier1 0 (WSGI) the ``datasize`` bytes that follow are pairs of
+``u16le key length, key, u16le value length, value``; the body follows and is
+``CONTENT_LENGTH`` bytes long.  The server answers with a raw HTTP response
+and closes (there is no framing on the way back).
+
+``PacketDecoder`` is shaped like h11: ``feed(data)`` any number of times, then
+``next_event()`` returns ``NEED_DATA``, ``CLOSED`` (the peer hung up before
+sending a byte) or a ``Request``.  After a ``Request`` the bytes already read
+past the vars (the start of the body) are in ``trailing_data``.
+
+Keys are printable ASCII (CGI variable names); values are decoded as latin-1
+so that every byte survives, which is what PEP 3333 asks of "native strings".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Union
+
+from uwsgiproto.errors import (
+    BlockTooLarge,
+    InvalidVarKey,
+    MalformedVars,
+    TruncatedPacket,
+    UnsupportedModifier,
+    VarsTooLarge,
+)
+
+HEADER_SIZE: Final = 4
+MAX_DATASIZE: Final = 0xFFFF
+MODIFIER_WSGI: Final = 0
+
+_HEADER = struct.Struct("<BHB")
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA: Final = _Sentinel("NEED_DATA")
+CLOSED: Final = _Sentinel("CLOSED")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    modifier1: int
+    datasize: int
+    modifier2: int
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded uwsgi request: its modifiers and its vars (the WSGI environ's CGI part)."""
+
+    modifier1: int
+    modifier2: int
+    vars: dict[str, str]
+
+
+Event = Union[Request, _Sentinel]
+VarValue = Union[str, bytes]
+
+
+def encode_header(modifier1: int, datasize: int, modifier2: int = 0) -> bytes:
+    if not 0 <= datasize <= MAX_DATASIZE:
+        raise VarsTooLarge(f"uwsgi vars block of {datasize} bytes exceeds {MAX_DATASIZE}")
+    if not (0 <= modifier1 <= 255 and 0 <= modifier2 <= 255):
+        raise ValueError("uwsgi modifiers are single bytes (0-255)")
+    return _HEADER.pack(modifier1, datasize, modifier2)
+
+
+def decode_header(data: bytes) -> Header:
+    if len(data) < HEADER_SIZE:
+        raise TruncatedPacket(f"uwsgi header needs {HEADER_SIZE} bytes, got {len(data)}")
+    modifier1, datasize, modifier2 = _HEADER.unpack_from(data)
+    return Header(modifier1, datasize, modifier2)
+
+
+def _as_bytes(value: VarValue) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise MalformedVars(f"uwsgi var value is not latin-1 encodable: {value[:64]!r}") from exc
+
+
+def encode_vars(pairs: Mapping[str, VarValue] | Iterable[tuple[str, VarValue]]) -> bytes:
+    """Encode vars as the uwsgi block (without the header)."""
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    parts: list[bytes] = []
+    append = parts.append
+    for key, value in items:
+        try:
+            raw_key = key.encode("ascii") if isinstance(key, str) else key
+        except UnicodeEncodeError:
+            raise InvalidVarKey(f"uwsgi key is not ASCII: {key[:64]!r}") from None
+        raw_value = _as_bytes(value)
+        if not raw_key:
+            raise MalformedVars("uwsgi var keys cannot be empty")
+        if len(raw_key) > MAX_DATASIZE or len(raw_value) > MAX_DATASIZE:
+            raise VarsTooLarge(f"uwsgi var {key!r} is longer than {MAX_DATASIZE} bytes")
+        append(len(raw_key).to_bytes(2, "little"))
+        append(raw_key)
+        append(len(raw_value).to_bytes(2, "little"))
+        append(raw_value)
+    return b"".join(parts)
+
+
+def encode_packet(
+    pairs: Mapping[str, VarValue] | Iterable[tuple[str, VarValue]],
+    modifier1: int = MODIFIER_WSGI,
+    modifier2: int = 0,
+) -> bytes:
+    """Header plus vars, in one ``bytes`` ready to send before the body."""
+    block = encode_vars(pairs)
+    return encode_header(modifier1, len(block), modifier2) + block
+
+
+def decode_vars(block: bytes) -> dict[str, str]:
+    """Decode a complete vars block; raise a ``UwsgiProtocolError`` if it is malformed."""
+    result: dict[str, str] = {}
+    end = len(block)
+    pos = 0
+    while pos < end:
+        if pos + 2 > end:
+            raise MalformedVars(f"uwsgi key length truncated at offset {pos}")
+        key_len = block[pos] | (block[pos + 1] << 8)
+        pos += 2
+        if key_len == 0:
+            raise MalformedVars(f"uwsgi key cannot be empty (offset {pos - 2})")
+        key_end = pos + key_len
+        if key_end + 2 > end:
+            raise MalformedVars(f"uwsgi key of {key_len} bytes runs past the vars block")
+        raw_key = block[pos:key_end]
+        val_len = block[key_end] | (block[key_end + 1] << 8)
+        pos = key_end + 2
+        val_end = pos + val_len
+        if val_end > end:
+            raise MalformedVars(f"uwsgi value of {val_len} bytes runs past the vars block")
+        try:
+            key = raw_key.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidVarKey(f"uwsgi key is not ASCII: {raw_key[:64]!r}") from None
+        if not key.isprintable():
+            raise InvalidVarKey(f"uwsgi key holds control characters: {raw_key[:64]!r}")
+        result[key] = block[pos:val_end].decode("latin-1")
+        pos = val_end
+    return result
+
+
+class PacketDecoder:
+    """Incremental decoder for one uwsgi request (header + vars).
+
+    ``max_vars_size`` is uWSGI's ``buffer-size``: a ``datasize`` above it is
+    refused before any of the block is buffered.
+    """
+
+    __slots__ = ("_buffer", "_eof", "_done", "max_vars_size", "modifiers", "trailing_data")
+
+    def __init__(
+        self,
+        max_vars_size: int = 4096,
+        modifiers: frozenset[int] = frozenset({MODIFIER_WSGI}),
+    ) -> None:
+        self.max_vars_size = max_vars_size
+        self.modifiers = modifiers
+        self._buffer = b""
+        self._eof = False
+        self._done = False
+        self.trailing_data = b""
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes read from the peer; ``b""`` means the peer closed its side."""
+        if not data:
+            self._eof = True
+        elif self._done:
+            self.trailing_data += data
+        else:
+            self._buffer += data
+
+    def next_event(self) -> Event:
+        if self._done:
+            raise RuntimeError("PacketDecoder decodes one request; make a new one")
+        buffer = self._buffer
+        have = len(buffer)
+        if have < HEADER_SIZE:
+            if self._eof:
+                if have == 0:
+                    return CLOSED
+                raise TruncatedPacket(f"peer closed after {have} of {HEADER_SIZE} header bytes")
+            return NEED_DATA
+        modifier1, datasize, modifier2 = _HEADER.unpack_from(buffer)
+        if datasize > self.max_vars_size:
+            raise BlockTooLarge(datasize, self.max_vars_size)
+        if modifier1 not in self.modifiers:
+            raise UnsupportedModifier(f"unsupported uwsgi modifier1 {modifier1}")
+        end = HEADER_SIZE + datasize
+        if have < end:
+            if self._eof:
+                raise TruncatedPacket(
+                    f"peer closed after {have - HEADER_SIZE} of {datasize} vars bytes"
+                )
+            return NEED_DATA
+        request_vars = decode_vars(buffer[HEADER_SIZE:end])
+        self.trailing_data = buffer[end:]
+        self._buffer = b""
+        self._done = True
+        return Request(modifier1, modifier2, request_vars)
