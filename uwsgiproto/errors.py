@@ -19,7 +19,13 @@ class TruncatedPacket(UwsgiProtocolError):
 
 
 class BlockTooLarge(UwsgiProtocolError):
-    """``datasize`` exceeds the configured buffer size (uWSGI's "invalid request block size")."""
+    """``datasize`` exceeds the configured buffer size (uWSGI's "invalid request block size").
+
+    431 (Request Header Fields Too Large) is what the client should see: the
+    block is the request's headers, typically swollen by cookies.
+    """
+
+    status_hint = 431
 
     def __init__(self, size: int, limit: int) -> None:
         self.size = size

@@ -1,0 +1,629 @@
+"""The master process: binds, loads, forks workers and keeps them healthy.
+
+Theory of operation
+-------------------
+The master binds every listener once, loads the app (unless ``lazy-apps``),
+and forks ``processes`` workers that inherit the sockets.  Then it sleeps in
+``select()`` on two pipes: signals arrive through ``signal.set_wakeup_fd``
+and a queue (handlers only enqueue, as in gunicorn), and workers write their
+scoreboard slot number to the notify pipe when they are ready or want to be
+recycled.  Once a second it reaps children, enforces harakiri and
+reload-on-rss, and checks touch-reload files.
+
+Replacing a worker never leaves a gap: the replacement is forked first, and
+the old worker is told to stop (SIGTERM: finish what it is doing) only once
+the new one is accepting.  The scoreboard has two slots per worker for this.
+
+Signals, and how they differ from uWSGI 2.0 (see the README's table):
+
+- SIGTERM: graceful stop - workers finish their requests, then exit.  uWSGI
+  2.0 reloads on SIGTERM unless ``die-on-term``; that is what makes
+  ``docker stop`` hang, so we stop, like gunicorn.
+- SIGINT, SIGQUIT: fast stop.
+- SIGHUP: graceful reload.  The master re-executes itself with the same
+  listening sockets (file descriptors survive exec), re-reads its config,
+  loads the app afresh, starts new workers and only then stops the old ones,
+  which were its children before exec and still are.  A config that no longer
+  parses is refused before exec and the old generation keeps serving.
+- SIGUSR1: logs a one-line status of every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+
+from appserver import scoreboard as sb
+from appserver.config import AppServerConfig, ConfigError
+from appserver.listeners import INHERIT_ENV, Listener, ListenerError
+from appserver import listeners as listeners_mod
+from appserver.loader import AppLoadError, WSGIApp, describe_application, load_application, prepare_interpreter
+from appserver.log import emit, format_startup, log_path, redirect_output
+from appserver.pidfile import remove_pidfile, write_pidfile
+from appserver.scoreboard import Scoreboard
+from appserver.worker import EXIT_APP_LOAD_FAILED, Worker
+
+OLD_WORKERS_ENV = "APPSERVER_OLD_WORKERS"
+REEXEC_ENV = "APPSERVER_REEXEC"
+LAUNCH_CWD_ENV = "APPSERVER_LAUNCH_CWD"
+
+# Exit codes of the appserver command.
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_APP = 4
+
+TICK = 1.0
+# A worker that dies younger than this is respawned after a pause, so a
+# crashing app does not turn the master into a fork loop.
+MIN_WORKER_LIFETIME = 1.0
+FAST_STOP_GRACE = 3.0
+
+
+@dataclass(slots=True)
+class WorkerProcess:
+    worker_id: int  # 1..processes, the number users see (uWSGI's "worker 1")
+    slot: int  # scoreboard slot
+    pid: int
+    spawned_at: float
+    respawns: int = 0
+    ready: bool = False
+    stop_sent_at: float | None = None  # SIGTERM sent (graceful) at this monotonic time
+    killed_for: str | None = None  # why the master killed it ("harakiri", ...)
+    replaced_by: int | None = None  # pid of the worker taking its place
+    replacing: int | None = None  # pid of the worker it will replace once ready
+
+
+@dataclass(slots=True)
+class OldWorker:
+    """A worker of the generation before a graceful reload (a child of this process)."""
+
+    pid: int
+    stop_sent_at: float | None = None
+
+
+@dataclass
+class Arbiter:
+    config: AppServerConfig
+    listeners: list[Listener]
+    app: WSGIApp | None
+    old_workers: dict[int, OldWorker] = field(default_factory=dict)
+    degraded: bool = False  # the reload failed to load the app: only the old generation serves
+
+    def __post_init__(self) -> None:
+        self.board = Scoreboard(workers=2 * self.config.processes, cores=self.config.threads)
+        self.workers: dict[int, WorkerProcess] = {}
+        self.signals: deque[int] = deque()
+        self.wake_r, self.wake_w = os.pipe()
+        self.notify_r, self.notify_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w, self.notify_r):
+            os.set_blocking(fd, False)
+        self.stopping: str | None = None  # "graceful" or "fast"
+        self.stop_deadline = 0.0
+        self.respawn_after: dict[int, float] = {}  # worker_id -> monotonic time
+        self.touch_mtimes = {path: _mtime(path) for path in self.config.touch_reload}
+        self.ever_ready = False
+        self.stats_sock: socket.socket | None = None
+        self.started_at = time.time()
+        self.last_tick = 0.0
+        self.exit_code = EXIT_OK
+        self.respawn_counts: dict[int, int] = {}
+
+    # -- start -------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        if self.config.stats:
+            self._open_stats()
+        if not self.degraded:
+            for worker_id in range(1, self.config.processes + 1):
+                self._spawn(worker_id)
+        assert self.app is not None or self.config.lazy_apps or self.degraded
+        try:
+            return self._loop()
+        finally:
+            self._cleanup()
+
+    def _install_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(signum, self._enqueue_signal)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _enqueue_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def _open_stats(self) -> None:
+        assert self.config.stats is not None
+        try:
+            listener = listeners_mod.bind("stats", self.config.stats, 16, None)
+        except ListenerError as exc:
+            emit(f"stats server disabled: {exc}")
+            return
+        self.stats_sock = listener.sock
+        emit(f"stats server on {listener.bound} (uwsgitop {listener.bound})")
+
+    # -- spawning ------------------------------------------------------------------
+
+    def _free_slot(self) -> int:
+        used = {process.slot for process in self.workers.values()}
+        for slot in range(self.board.workers):
+            if slot not in used:
+                return slot
+        raise RuntimeError("scoreboard full: more workers than slots")
+
+    def _spawn(self, worker_id: int, respawns: int = 0, replacing: int | None = None) -> WorkerProcess:
+        slot = self._free_slot()
+        self.board.reset_worker(slot, 0, respawns, 0)
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(worker_id, slot)  # never returns
+        self.board.reset_worker(slot, pid, respawns, 0)
+        process = WorkerProcess(worker_id, slot, pid, time.monotonic(), respawns, replacing=replacing)
+        self.workers[pid] = process
+        emit(f"spawned worker {worker_id} (pid: {pid}, threads: {self.config.threads})")
+        return process
+
+    def _become_worker(self, worker_id: int, slot: int) -> None:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for fd in (self.wake_r, self.wake_w, self.notify_r):
+                os.close(fd)
+            if self.stats_sock is not None:
+                self.stats_sock.close()
+            app = self.app
+            if app is None:
+                try:
+                    prepare_interpreter(self.config)
+                    app = load_application(self.config)
+                except AppLoadError as exc:
+                    emit(f"worker {worker_id} (pid: {os.getpid()}): cannot load the app: {exc}")
+                    if exc.__cause__ is not None:
+                        emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
+                    os._exit(EXIT_APP_LOAD_FAILED)
+            worker = Worker(self.config, app, self.listeners, self.board, slot, worker_id, self.notify_w)
+            code = worker.run()
+        except BaseException:
+            emit(f"worker {worker_id} (pid: {os.getpid()}) crashed:\n{traceback.format_exc().rstrip()}")
+        finally:
+            os._exit(code)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _loop(self) -> int:
+        readers = [self.wake_r, self.notify_r]
+        if self.stats_sock is not None:
+            readers.append(self.stats_sock.fileno())
+        while True:
+            try:
+                ready, _, _ = select.select(readers, [], [], TICK)
+            except InterruptedError:
+                ready = []
+            if self.wake_r in ready:
+                _drain(self.wake_r)
+            if self.notify_r in ready:
+                self._read_notifications()
+            if self.stats_sock is not None and self.stats_sock.fileno() in ready:
+                self._serve_stats()
+            while self.signals:
+                result = self._handle_signal(self.signals.popleft())
+                if result is not None:
+                    return result
+            self._reap()
+            now = time.monotonic()
+            if self.stopping:
+                if not self.workers and not self.old_workers:
+                    return EXIT_OK
+                if now >= self.stop_deadline:
+                    self._kill_all(signal.SIGKILL)
+                continue
+            self._respawn_missing(now)
+            if now - self.last_tick >= TICK:
+                self.last_tick = now
+                self._check_harakiri()
+                self._check_rss()
+                self._check_touch_reload()
+                self._check_mercy(now)
+            if self.app is None and not self.config.lazy_apps and not self.workers and not self.old_workers:
+                return EXIT_APP
+
+    def _handle_signal(self, signum: int) -> int | None:
+        if signum == signal.SIGCHLD:
+            return None
+        if signum == signal.SIGTERM:
+            self._begin_stop("graceful")
+        elif signum in (signal.SIGINT, signal.SIGQUIT):
+            self._begin_stop("fast")
+        elif signum == signal.SIGHUP:
+            self._reload()
+        elif signum == signal.SIGUSR1:
+            self._log_status()
+        return None
+
+    # -- workers telling us things ---------------------------------------------------
+
+    def _read_notifications(self) -> None:
+        try:
+            data = os.read(self.notify_r, 4096)
+        except BlockingIOError:
+            return
+        by_slot = {process.slot: process for process in self.workers.values()}
+        for slot in set(data):
+            process = by_slot.get(slot)
+            if process is None:
+                continue
+            state = self.board.state(slot)
+            if state == sb.READY and not process.ready:
+                process.ready = True
+                self._on_ready(process)
+            elif state == sb.RECYCLE and process.replaced_by is None and not self.stopping:
+                requests = self.board.snapshot(slot).requests
+                emit(
+                    f"worker {process.worker_id} (pid: {process.pid}) served {requests} requests "
+                    f"(max-requests {self.config.max_requests}): recycling it"
+                )
+                self._replace(process)
+
+    def _on_ready(self, process: WorkerProcess) -> None:
+        if not self.ever_ready:
+            self.ever_ready = True
+        if process.replacing is not None:
+            old = self.workers.get(process.replacing)
+            if old is not None:
+                self._stop_worker(old)
+            process.replacing = None
+        if self.old_workers and all(p.ready for p in self.workers.values()):
+            emit(f"reload: the new workers are ready; stopping {len(self.old_workers)} old worker(s) gracefully")
+            now = time.monotonic()
+            for old_worker in self.old_workers.values():
+                if old_worker.stop_sent_at is None:
+                    _signal(old_worker.pid, signal.SIGTERM)
+                    old_worker.stop_sent_at = now
+
+    def _replace(self, process: WorkerProcess) -> None:
+        """Start a new worker for the same worker id; stop ``process`` once it is accepting."""
+        if self.app is None and not self.config.lazy_apps:
+            return
+        replacement = self._spawn(process.worker_id, process.respawns + 1, replacing=process.pid)
+        process.replaced_by = replacement.pid
+
+    def _stop_worker(self, process: WorkerProcess) -> None:
+        if process.stop_sent_at is None:
+            process.stop_sent_at = time.monotonic()
+            self.board.set_state(process.slot, sb.STOPPING)
+            _signal(process.pid, signal.SIGTERM)
+
+    # -- reaping ---------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.old_workers:
+                del self.old_workers[pid]
+                emit(f"old worker (pid: {pid}) {_describe_exit(status)}")
+                continue
+            process = self.workers.pop(pid, None)
+            if process is None:
+                continue
+            self._on_worker_exit(process, status)
+
+    def _on_worker_exit(self, process: WorkerProcess, status: int) -> None:
+        self.board.set_state(process.slot, sb.EMPTY)
+        how = _describe_exit(status)
+        label = f"worker {process.worker_id} (pid: {process.pid})"
+        if self.stopping:
+            emit(f"{label} {how}")
+            return
+        if process.stop_sent_at is not None:
+            emit(f"{label} {how} (replaced)")
+            return
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_APP_LOAD_FAILED and not self.ever_ready:
+            emit(f"{label}: the app failed to load at boot; stopping the server")
+            self._begin_stop("fast")
+            self.exit_code = EXIT_APP
+            return
+        if process.killed_for is not None:
+            emit(f"{label} {how} ({process.killed_for}); respawning it")
+        else:
+            emit(f"{label} {how} unexpectedly; respawning it")
+        # A replacement in progress takes the dead worker's place by itself.
+        replacement = next((p for p in self.workers.values() if p.replacing == process.pid), None)
+        if replacement is not None:
+            replacement.replacing = None
+            return
+        lived = time.monotonic() - process.spawned_at
+        delay = 0.0 if lived >= MIN_WORKER_LIFETIME else MIN_WORKER_LIFETIME
+        self.respawn_after[process.worker_id] = time.monotonic() + delay
+        self.respawn_counts[process.worker_id] = process.respawns + 1
+
+    def _respawn_missing(self, now: float) -> None:
+        if self.degraded or (self.app is None and not self.config.lazy_apps):
+            return
+        for worker_id, when in list(self.respawn_after.items()):
+            if now >= when:
+                del self.respawn_after[worker_id]
+                respawns = self.respawn_counts.get(worker_id, 1)
+                self._spawn(worker_id, respawns)
+
+    # -- the once-a-second checks --------------------------------------------------------
+
+    def _check_harakiri(self) -> None:
+        limit = self.config.harakiri
+        if not limit:
+            return
+        now = time.time()
+        for process in list(self.workers.values()):
+            if process.killed_for is not None:
+                continue
+            snapshot = self.board.snapshot(process.slot)
+            for core_index, core in enumerate(snapshot.cores):
+                if core.busy_since and now - core.busy_since > limit:
+                    emit(
+                        f"HARAKIRI ON WORKER {process.worker_id} (pid: {process.pid}, core: {core_index}): "
+                        f"{core.request_line} has run for {now - core.busy_since:.1f}s > harakiri {limit}s; killing it"
+                    )
+                    process.killed_for = "harakiri"
+                    _signal(process.pid, signal.SIGKILL)
+                    break
+
+    def _check_rss(self) -> None:
+        limit_mb = self.config.reload_on_rss
+        if not limit_mb:
+            return
+        for process in list(self.workers.values()):
+            if process.replaced_by is not None or process.stop_sent_at is not None or not process.ready:
+                continue
+            rss = _rss_bytes(process.pid)
+            if rss > limit_mb * 1024 * 1024:
+                emit(
+                    f"worker {process.worker_id} (pid: {process.pid}) uses {rss // (1024 * 1024)} MB "
+                    f"> reload-on-rss {limit_mb} MB: recycling it"
+                )
+                self._replace(process)
+
+    def _check_touch_reload(self) -> None:
+        for path, before in self.touch_mtimes.items():
+            now = _mtime(path)
+            if now != before:
+                self.touch_mtimes[path] = now
+                emit(f"touch-reload: {path} changed; reloading gracefully")
+                self.signals.append(signal.SIGHUP)
+                return
+
+    def _check_mercy(self, now: float) -> None:
+        mercy = self.config.worker_reload_mercy
+        for process in self.workers.values():
+            if process.stop_sent_at is not None and now - process.stop_sent_at > mercy:
+                emit(f"worker {process.worker_id} (pid: {process.pid}) still busy {mercy}s after SIGTERM (worker-reload-mercy): killing it")
+                process.stop_sent_at = now  # once
+                _signal(process.pid, signal.SIGKILL)
+        for old in self.old_workers.values():
+            if old.stop_sent_at is not None and now - old.stop_sent_at > mercy:
+                emit(f"old worker (pid: {old.pid}) still busy {mercy}s after SIGTERM: killing it")
+                old.stop_sent_at = now
+                _signal(old.pid, signal.SIGKILL)
+
+    # -- stop and reload -------------------------------------------------------------------
+
+    def _begin_stop(self, how: str) -> None:
+        if self.stopping == "fast" or self.stopping == how:
+            return
+        self.stopping = how
+        if how == "graceful":
+            emit(f"graceful stop: waiting up to {self.config.worker_reload_mercy}s for requests in flight")
+            self.stop_deadline = time.monotonic() + self.config.worker_reload_mercy
+            signum = signal.SIGTERM
+        else:
+            emit("fast stop")
+            self.stop_deadline = time.monotonic() + FAST_STOP_GRACE
+            signum = signal.SIGINT
+        # Stop accepting here too: a closed listening socket in the master alone does
+        # not refuse connections (the workers hold it), but once they exit it must be gone.
+        self._kill_all(signum)
+
+    def _kill_all(self, signum: int) -> None:
+        for pid in list(self.workers) + list(self.old_workers):
+            _signal(pid, signum)
+
+    def _reload(self) -> None:
+        if self.stopping:
+            return
+        argv = list(self.config.argv)
+        launch_cwd = os.environ.get(LAUNCH_CWD_ENV) or os.getcwd()
+        try:
+            from appserver.cli import load_config
+
+            os.chdir(launch_cwd)
+            load_config(argv, cwd=launch_cwd)
+        except ConfigError as exc:
+            emit(f"reload refused, still serving with the old config: {exc}")
+            if self.config.chdir:
+                os.chdir(self.config.chdir)
+            return
+        emit("graceful reload: re-executing the master; the old workers serve until the new ones are ready")
+        env = dict(os.environ)
+        env[INHERIT_ENV] = listeners_mod.export(self.listeners)
+        pids = [str(pid) for pid in list(self.workers) + list(self.old_workers)]
+        env[OLD_WORKERS_ENV] = ",".join(pids)
+        env[REEXEC_ENV] = "1"
+        env[LAUNCH_CWD_ENV] = launch_cwd
+        if self.stats_sock is not None:
+            self.stats_sock.close()
+            self.stats_sock = None
+        signal.set_wakeup_fd(-1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "appserver", *argv], env)
+
+    def _log_status(self) -> None:
+        parts = []
+        for process in sorted(self.workers.values(), key=lambda p: p.worker_id):
+            snapshot = self.board.snapshot(process.slot)
+            busy = sum(1 for core in snapshot.cores if core.busy_since)
+            parts.append(
+                f"worker {process.worker_id} pid {process.pid} {sb.STATE_NAMES.get(snapshot.state, '?')} "
+                f"requests {snapshot.requests} busy {busy}/{len(snapshot.cores)}"
+            )
+        emit("status: " + "; ".join(parts))
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def _serve_stats(self) -> None:
+        assert self.stats_sock is not None
+        try:
+            client, _ = self.stats_sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        from appserver.stats import render_stats
+
+        try:
+            client.settimeout(1.0)
+            client.sendall(render_stats(self))
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def _cleanup(self) -> None:
+        listeners_mod.close_all(self.listeners, self.config.vacuum)
+        if self.stats_sock is not None:
+            self.stats_sock.close()
+        if self.config.pidfile:
+            remove_pidfile(self.config.pidfile, os.getpid())
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        return f"was killed by signal {signum} ({name})"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def run(config: AppServerConfig) -> int:
+    """Run the server until it is stopped; return the process exit code."""
+    reexec = os.environ.pop(REEXEC_ENV, None) == "1"
+    os.environ.setdefault(LAUNCH_CWD_ENV, os.getcwd())
+    inherited_spec = os.environ.pop(INHERIT_ENV, "")
+    old_pids = [int(p) for p in os.environ.pop(OLD_WORKERS_ENV, "").split(",") if p]
+
+    try:
+        if inherited_spec:
+            listeners = listeners_mod.adopt(config, listeners_mod.inherit(inherited_spec))
+        else:
+            listeners = listeners_mod.bind_all(config)
+    except ListenerError as exc:
+        emit(f"appserver: {exc}")
+        return EXIT_CONFIG
+
+    app: WSGIApp | None = None
+    degraded = False
+    if not config.lazy_apps:
+        try:
+            prepare_interpreter(config)
+            app = load_application(config)
+        except AppLoadError as exc:
+            if not old_pids:
+                emit(f"appserver: cannot load the app: {exc}")
+                if exc.__cause__ is not None:
+                    emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
+                listeners_mod.close_all(listeners, config.vacuum)
+                return EXIT_APP
+            emit(f"reload failed, the old workers keep serving: cannot load the app: {exc}")
+            degraded = True
+    elif config.chdir:
+        os.chdir(config.chdir)
+
+    if config.daemonize and not reexec:
+        _daemonize()
+    path = log_path(config)
+    if path and not reexec:
+        try:
+            redirect_output(path)
+        except OSError as exc:
+            emit(f"appserver: cannot open the log file {path}: {exc.strerror}")
+            return EXIT_CONFIG
+
+    if config.pidfile:
+        write_pidfile(config.pidfile, os.getpid())
+
+    for listener in listeners:
+        emit(f"listening on {listener.display}")
+    if len(listeners) == 0:
+        emit("appserver: no listener configured")
+        return EXIT_CONFIG
+    arbiter = Arbiter(
+        config,
+        listeners,
+        app,
+        old_workers={pid: OldWorker(pid) for pid in old_pids},
+        degraded=degraded,
+    )
+    emit(format_startup(config, describe_application(config)))
+    code = arbiter.run()
+    return arbiter.exit_code or code
+
+
+def _daemonize() -> None:
+    """Detach from the terminal (double fork); the original process exits 0."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)

@@ -1,0 +1,283 @@
+"""A worker process: a poller thread in front of ``threads`` handler threads.
+
+Theory of operation
+-------------------
+The poller (the process's main thread) waits on the listening sockets, on idle
+keep-alive HTTP connections and on a wake-up pipe.  It accepts a connection
+only when a handler thread is free, so a busy worker leaves new connections in
+the kernel's queue for its siblings instead of hoarding them.  With
+``threads = 1`` the poller handles the request itself (no hand-off at all).
+
+Signals (sent by the master): SIGTERM stops gracefully - stop accepting, finish
+the requests in flight, close idle keep-alive connections, exit 0.  SIGINT
+and SIGQUIT exit at once.  The master's scoreboard slot tells it the
+worker's state and, per thread, what request is running since when
+(harakiri) - see scoreboard.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import selectors
+import signal
+import socket
+import threading
+import time
+import traceback
+from typing import Any
+
+from appserver import scoreboard as sb
+from appserver.config import AppServerConfig
+from appserver.connection import Handler, HttpConnection, WorkerContext
+from appserver.log import emit as write_log
+from appserver.environ import base_environ
+from appserver.listeners import Listener
+from appserver.loader import WSGIApp
+from appserver.log import request_formatter
+from appserver.scoreboard import Scoreboard
+from appserver.staticmap import StaticMap
+
+_LISTENER = "listener"
+_WAKE = "wake"
+
+# Exit codes the master reads.
+EXIT_OK = 0
+EXIT_APP_LOAD_FAILED = 4
+
+
+class Worker:
+    def __init__(
+        self,
+        config: AppServerConfig,
+        app: WSGIApp,
+        listeners: list[Listener],
+        board: Scoreboard,
+        slot: int,
+        worker_id: int,
+        notify_fd: int,
+    ) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.board = board
+        self.slot = slot
+        self.worker_id = worker_id
+        self.notify_fd = notify_fd
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.stopping = False
+        self.listening = False
+        self.idle_threads = config.threads
+        self.idle_lock = threading.Lock()
+        self.returned: queue.SimpleQueue[HttpConnection | None] = queue.SimpleQueue()
+        self.parked: dict[int, HttpConnection] = {}
+        self.work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        counter = itertools.count(1)
+        self.max_requests = config.max_requests
+        if self.max_requests:
+            delta = config.max_requests_delta
+            if delta is None:
+                delta = max(config.max_requests // 10, 0)
+            # Jitter, so that workers started together are not all recycled together.
+            self.max_requests += int.from_bytes(os.urandom(2), "little") % (delta + 1) if delta else 0
+        self.recycle_requested = False
+        self.context = WorkerContext(
+            app=app,
+            base_environ=base_environ(multithread=config.threads > 1, multiprocess=config.processes > 1),
+            worker_id=worker_id,
+            buffer_size=config.buffer_size,
+            post_buffering=config.post_buffering,
+            socket_timeout=float(config.socket_timeout),
+            static_map=StaticMap(config.static_maps) if config.static_maps else None,
+            format_request=None if config.disable_logging else request_formatter(config.log_format),
+            count_request=counter.__next__,
+        )
+        self._served = 0
+
+    # -- life cycle ----------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        self.selector.register(self.wake_r, selectors.EVENT_READ, (_WAKE, None))
+        self._listen(True)
+        handlers = [
+            Handler(self.context, self.board.core_slot(self.slot, core), core) for core in range(self.config.threads)
+        ]
+        if self.config.threads > 1:
+            for handler in handlers:
+                thread = threading.Thread(target=self._thread_main, args=(handler,), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+            inline = None
+        else:
+            inline = handlers[0]
+        self.board.set_state(self.slot, sb.READY)
+        self._notify()
+        try:
+            self._loop(inline)
+        finally:
+            self._shutdown()
+        return EXIT_OK
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle_term)
+        signal.signal(signal.SIGINT, self._handle_quit)
+        signal.signal(signal.SIGQUIT, self._handle_quit)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _handle_term(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        self.context.stopping = True
+
+    def _handle_quit(self, signum: int, frame: Any) -> None:
+        os._exit(EXIT_OK)
+
+    def _notify(self) -> None:
+        try:
+            os.write(self.notify_fd, bytes([self.slot]))
+        except OSError:
+            pass
+
+    # -- the poller ----------------------------------------------------------
+
+    def _listen(self, on: bool) -> None:
+        if on == self.listening:
+            return
+        for listener in self.listeners:
+            if on:
+                self.selector.register(listener.sock, selectors.EVENT_READ, (_LISTENER, listener))
+            else:
+                self.selector.unregister(listener.sock)
+        self.listening = on
+
+    def _loop(self, inline: Handler | None) -> None:
+        select = self.selector.select
+        keepalive = self.config.http_keepalive
+        next_sweep = time.monotonic() + 1.0
+        while True:
+            if self.stopping:
+                self._listen(False)
+                self._close_parked()
+                if self.idle_threads == self.config.threads:
+                    return  # nothing in flight
+            for key, _ in select(1.0 if self.listening or self.parked else 0.2):
+                kind, target = key.data
+                if kind == _LISTENER:
+                    if self.stopping or self.idle_threads <= 0:
+                        continue
+                    self._accept(target, inline)
+                elif kind == _WAKE:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self.selector.unregister(target.sock)
+                    del self.parked[target.sock.fileno()]
+                    self._dispatch(inline, ("http", target))
+            self._collect_returned()
+            if not self.stopping:
+                self._listen(self.idle_threads > 0)
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + 1.0
+                self._sweep_parked(now, keepalive)
+
+    def _accept(self, listener: Listener, inline: Handler | None) -> None:
+        try:
+            sock, peer = listener.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # a sibling worker took it
+        except OSError as exc:
+            write_log(f"worker {self.worker_id}: accept() on {listener.display} failed: {exc.strerror}")
+            return
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if listener.protocol == "uwsgi":
+            self._dispatch(inline, ("uwsgi", sock, peer))
+        else:
+            name, port = listener.server_name_port
+            connection = HttpConnection(sock, peer, name, port, self.config.buffer_size if self.config.buffer_size > 8192 else 8192)
+            self._dispatch(inline, ("http", connection))
+
+    def _dispatch(self, inline: Handler | None, job: tuple[Any, ...]) -> None:
+        if inline is not None:
+            self._run_job(inline, job)
+            self._collect_returned()
+        else:
+            with self.idle_lock:
+                self.idle_threads -= 1
+            self.work.put(job)
+
+    def _run_job(self, handler: Handler, job: tuple[Any, ...]) -> None:
+        try:
+            if job[0] == "uwsgi":
+                handler.handle_uwsgi(job[1], job[2])
+            else:
+                connection: HttpConnection = job[1]
+                if handler.handle_http(connection):
+                    connection.idle_since = time.monotonic()
+                    self.returned.put(connection)
+        except Exception:
+            # Handler methods catch what a request can throw; reaching here is a server bug.
+            write_log(f"worker {self.worker_id}: unexpected error:\n{traceback.format_exc().rstrip()}")
+        self._served += 1
+        if self.max_requests and self._served >= self.max_requests and not self.recycle_requested:
+            self.recycle_requested = True
+            self.board.set_state(self.slot, sb.RECYCLE, sb.RECYCLE_MAX_REQUESTS)
+            self._notify()
+
+    def _thread_main(self, handler: Handler) -> None:
+        while True:
+            job = self.work.get()
+            if job is None:
+                return
+            self._run_job(handler, job)
+            with self.idle_lock:
+                self.idle_threads += 1
+            try:
+                os.write(self.wake_w, b"t")
+            except OSError:
+                pass
+
+    def _collect_returned(self) -> None:
+        while True:
+            try:
+                connection = self.returned.get_nowait()
+            except queue.Empty:
+                return
+            if connection is None:
+                continue
+            if self.stopping:
+                connection.sock.close()
+                continue
+            self.parked[connection.sock.fileno()] = connection
+            self.selector.register(connection.sock, selectors.EVENT_READ, ("parked", connection))
+
+    def _sweep_parked(self, now: float, keepalive: int) -> None:
+        expired = [c for c in self.parked.values() if now - c.idle_since > keepalive]
+        for connection in expired:
+            self.selector.unregister(connection.sock)
+            del self.parked[connection.sock.fileno()]
+            connection.sock.close()
+
+    def _close_parked(self) -> None:
+        for connection in self.parked.values():
+            self.selector.unregister(connection.sock)
+            connection.sock.close()
+        self.parked.clear()
+
+    def _shutdown(self) -> None:
+        self.board.set_state(self.slot, sb.STOPPING)
+        for _ in self.threads:
+            self.work.put(None)
+        for thread in self.threads:
+            thread.join(timeout=self.config.worker_reload_mercy)
+        self._close_parked()
