@@ -114,6 +114,7 @@ class Arbiter:
         self.last_tick = 0.0
         self.exit_code = EXIT_OK
         self.respawn_counts: dict[int, int] = {}
+        self.harakiri_counts: dict[int, int] = {}
 
     # -- start -------------------------------------------------------------------
 
@@ -159,11 +160,11 @@ class Arbiter:
 
     def _spawn(self, worker_id: int, respawns: int = 0, replacing: int | None = None) -> WorkerProcess:
         slot = self._free_slot()
-        self.board.reset_worker(slot, 0, respawns, 0)
+        self.board.reset_worker(slot, 0, respawns, self.harakiri_counts.get(worker_id, 0))
         pid = os.fork()
         if pid == 0:
             self._become_worker(worker_id, slot)  # never returns
-        self.board.reset_worker(slot, pid, respawns, 0)
+        self.board.set_pid(slot, pid)
         process = WorkerProcess(worker_id, slot, pid, time.monotonic(), respawns, replacing=replacing)
         self.workers[pid] = process
         emit(f"spawned worker {worker_id} (pid: {pid}, threads: {self.config.threads})")
@@ -374,6 +375,7 @@ class Arbiter:
                         f"{core.request_line} has run for {now - core.busy_since:.1f}s > harakiri {limit}s; killing it"
                     )
                     process.killed_for = "harakiri"
+                    self.harakiri_counts[process.worker_id] = self.harakiri_counts.get(process.worker_id, 0) + 1
                     _signal(process.pid, signal.SIGKILL)
                     break
 

@@ -78,6 +78,10 @@ class Scoreboard:
         self.memory[offset : offset + self._worker_size] = bytes(self._worker_size)
         _WORKER.pack_into(self.memory, offset, pid, BOOTING, RECYCLE_NONE, time.time(), respawns, harakiri_count)
 
+    def set_pid(self, index: int, pid: int) -> None:
+        # Only the pid: the worker may already have written its state.
+        struct.pack_into("<i", self.memory, self._worker_offset(index), pid)
+
     def set_state(self, index: int, state: int, reason: int = RECYCLE_NONE) -> None:
         offset = self._worker_offset(index)
         struct.pack_into("<BB", self.memory, offset + 4, state, reason)

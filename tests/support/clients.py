@@ -25,10 +25,14 @@ class RawResponse:
         return None
 
 
+class NoResponse(ConnectionError):
+    """The server closed the connection without a complete response head."""
+
+
 def parse_response(raw: bytes) -> RawResponse:
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
-        raise AssertionError(f"no complete response head in {raw[:200]!r}")
+        raise NoResponse(f"no complete response head in {raw[:200]!r}")
     lines = head.decode("latin-1").split("\r\n")
     protocol, _, rest = lines[0].partition(" ")
     code, _, reason = rest.partition(" ")
