@@ -44,6 +44,10 @@ def environ_from_vars(base: dict[str, Any], request_vars: dict[str, str]) -> dic
     """The environ for a uwsgi request: nginx's uwsgi_params plus HTTP_* headers."""
     environ = base.copy()
     environ.update(request_vars)
+    # nginx forwards every header as HTTP_*, Content-Type and Content-Length too;
+    # CGI (and PEP 3333) name those two without the prefix, and only that way.
+    environ.pop("HTTP_CONTENT_TYPE", None)
+    environ.pop("HTTP_CONTENT_LENGTH", None)
     environ["wsgi.url_scheme"] = url_scheme(request_vars)
     if "PATH_INFO" not in request_vars:
         # Not every client sends nginx's full set; derive what PEP 3333 requires.
