@@ -96,7 +96,9 @@ class Worker:
             format_request=None if config.disable_logging else request_formatter(config.log_format),
             count_request=counter.__next__,
         )
-        self._served = 0
+        self.handlers: list[Handler] = []
+        # SERVER_NAME/SERVER_PORT of each HTTP listener, read once instead of per connection.
+        self.server_names = {listener.address: listener.server_name_port for listener in listeners}
 
     # -- life cycle ----------------------------------------------------------
 
@@ -104,7 +106,7 @@ class Worker:
         self._install_signals()
         self.selector.register(self.wake_r, selectors.EVENT_READ, (_WAKE, None))
         self._listen(True)
-        handlers = [
+        self.handlers = handlers = [
             Handler(self.context, self.board.core_slot(self.slot, core), core) for core in range(self.config.threads)
         ]
         if self.config.threads > 1:
@@ -181,7 +183,7 @@ class Worker:
                 else:
                     self.selector.unregister(target.sock)
                     del self.parked[target.sock.fileno()]
-                    self._dispatch(inline, ("http", target))
+                    self._dispatch(inline, ("keepalive", target))
             self._collect_returned()
             if not self.stopping:
                 self._listen(self.idle_threads > 0)
@@ -200,12 +202,7 @@ class Worker:
             return
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if listener.protocol == "uwsgi":
-            self._dispatch(inline, ("uwsgi", sock, peer))
-        else:
-            name, port = listener.server_name_port
-            connection = HttpConnection(sock, peer, name, port, self.config.buffer_size if self.config.buffer_size > 8192 else 8192)
-            self._dispatch(inline, ("http", connection))
+        self._dispatch(inline, (listener.protocol, sock, peer, listener))
 
     def _dispatch(self, inline: Handler | None, job: tuple[Any, ...]) -> None:
         if inline is not None:
@@ -217,19 +214,31 @@ class Worker:
             self.work.put(job)
 
     def _run_job(self, handler: Handler, job: tuple[Any, ...]) -> None:
+        sock: socket.socket = job[1].sock if job[0] == "keepalive" else job[1]
         try:
             if job[0] == "uwsgi":
-                handler.handle_uwsgi(job[1], job[2])
-            else:
+                handler.handle_uwsgi(sock, job[2])
+                return
+            if job[0] == "keepalive":
                 connection: HttpConnection = job[1]
-                if handler.handle_http(connection):
-                    connection.idle_since = time.monotonic()
-                    self.returned.put(connection)
+            else:
+                name, port = self.server_names[job[3].address]
+                connection = HttpConnection(sock, job[2], name, port, max(self.config.buffer_size, 8192))
+            if handler.handle_http(connection):
+                connection.idle_since = time.monotonic()
+                self.returned.put(connection)
         except Exception:
             # Handler methods catch what a request can throw; reaching here is a server bug.
+            # Log it, close the connection (no fd leaks) and keep the worker.
             write_log(f"worker {self.worker_id}: unexpected error:\n{traceback.format_exc().rstrip()}")
-        self._served += 1
-        if self.max_requests and self._served >= self.max_requests and not self.recycle_requested:
+            sock.close()
+        finally:
+            self._count_job()
+
+    def _count_job(self) -> None:
+        if not self.max_requests or self.recycle_requested:
+            return
+        if sum(handler.requests for handler in self.handlers) >= self.max_requests:
             self.recycle_requested = True
             self.board.set_state(self.slot, sb.RECYCLE, sb.RECYCLE_MAX_REQUESTS)
             self._notify()

@@ -1,0 +1,376 @@
+"""The typed, immutable configuration of one edge instance.
+
+Every class here is a frozen, slotted dataclass built only by
+``edge.config.load`` (from YAML or from the quick-mode flags), which is the one
+place that validates.  Nothing below checks anything: a value that reached a
+dataclass is already known to be good, so the I/O code can read fields without
+defensive checks.  Immutability is what makes SIGHUP simple: build a whole new
+``EdgeConfig``, swap one reference, and keep the old one if the build fails.
+
+Units are fixed so nobody has to guess: sizes are ``int`` bytes, durations are
+``float`` seconds.  Defaults are nginx's (``ngx_http_core_module``,
+``ngx_http_upstream_module``, ``ngx_http_uwsgi_module``) unless a comment says
+why we differ.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+KIB = 1024
+MIB = 1024 * 1024
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+Balance: TypeAlias = Literal["round_robin", "least_conn", "ip_hash"]
+Protocol: TypeAlias = Literal["uwsgi", "http"]
+LogLevel: TypeAlias = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
+LogFormat: TypeAlias = Literal["combined", "json"]
+
+# How a location's ``path`` is matched, in nginx's terms:
+#   exact           "= /path"        compared whole; wins immediately
+#   prefix          "/path"          longest prefix; regexes may still override it
+#   prefix_no_regex "^~ /path"       longest prefix that stops the regex search
+#   regex           "~ re"           first matching regex in config order
+#   regex_icase     "~* re"          same, case-insensitive
+#   named           "@name"          only reachable from try_files
+MatchKind: TypeAlias = Literal[
+    "exact", "prefix", "prefix_no_regex", "regex", "regex_icase", "named"
+]
+
+# Variables a ``params`` value, ``host_header`` or ``try_files`` entry may use,
+# besides the open families ``$http_<header>``, ``$cookie_<name>`` and
+# ``$arg_<name>``.  The proxy implements exactly these; the loader rejects others.
+KNOWN_VARIABLES = frozenset(
+    {
+        "args",
+        "content_length",
+        "content_type",
+        "document_root",
+        "document_uri",
+        "host",
+        "https",
+        "is_args",
+        "proxy_add_x_forwarded_for",
+        "query_string",
+        "remote_addr",
+        "remote_port",
+        "request_method",
+        "request_uri",
+        "scheme",
+        "server_addr",
+        "server_name",
+        "server_port",
+        "server_protocol",
+        "uri",
+    }
+)
+VARIABLE_PREFIXES = ("http_", "cookie_", "arg_")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where an upstream server lives: ``host:port`` (a name or literal IP) or a unix socket."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""  # unix socket path; host/port unused when set
+
+    @property
+    def is_unix(self) -> bool:
+        return bool(self.path)
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"unix:{self.path}"
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One listening address of a server block (nginx ``listen``)."""
+
+    host: str = "0.0.0.0"  # "0.0.0.0" / "::" are wildcards that catch every local address
+    port: int = 80
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host in ("0.0.0.0", "::")
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+# --- location handlers ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Expires:
+    """nginx ``expires``: ``after`` N seconds (negative: ``no-cache``), ``epoch`` or ``max``."""
+
+    kind: Literal["after", "epoch", "max"]
+    seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFileCache:
+    """nginx ``open_file_cache`` (off unless configured); ``errors`` caches ENOENT too."""
+
+    max: int = 1000
+    inactive: float = 60.0
+    valid: float = 60.0
+    min_uses: int = 1
+    errors: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StaticHandler:
+    """Serve files.  ``root`` appends the whole URI; ``alias`` replaces the location prefix.
+
+    Paths are absolute (relative ones were resolved against the YAML file's
+    directory).  ``try_files`` keeps nginx's spelling (``$uri``, ``$uri/``,
+    ``/index.html``, ``=404``, ``@name``); its last entry is the fallback.
+    """
+
+    root: str | None = None
+    alias: str | None = None
+    index: tuple[str, ...] = ("index.html",)
+    try_files: tuple[str, ...] = ()
+    autoindex: bool = False
+    gzip_static: bool = False
+    expires: Expires | None = None
+    open_file_cache: OpenFileCache | None = None
+    # nginx follows every symlink by default; we refuse ones that leave the
+    # root/alias unless asked, because "no file outside root" is the promise.
+    allow_symlinks_outside: bool = False
+
+    @property
+    def base_dir(self) -> str:
+        return self.alias if self.alias is not None else (self.root or "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyParam:
+    """One ``uwsgi_param``-style variable; ``value`` may contain ``$variables``."""
+
+    name: str
+    value: str
+    if_not_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """Per-location microcache: GET/HEAD only, keyed on method+host+URI, bounded in memory."""
+
+    valid: tuple[tuple[int, float], ...] = ((200, 1.0), (301, 1.0), (404, 1.0))
+    max_size: int = 10 * MIB  # total bytes held by this location's cache
+    max_entry_size: int = 1 * MIB  # larger responses are streamed, never stored
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyHandler:
+    """Pass the request to a named upstream over uwsgi or HTTP/1.1."""
+
+    upstream: str
+    protocol: Protocol = "uwsgi"
+    params: tuple[ProxyParam, ...] = ()
+    connect_timeout: float = 60.0
+    send_timeout: float = 60.0
+    read_timeout: float = 60.0
+    ignore_client_abort: bool = False
+    # nginx's proxy/uwsgi_next_upstream values: error timeout invalid_header
+    # http_500 http_502 http_503 http_504 http_403 http_404 http_429
+    # non_idempotent, or "off" (stored as an empty tuple).
+    next_upstream: tuple[str, ...] = ("error", "timeout")
+    next_upstream_tries: int = 0  # 0 = as many as there are peers
+    next_upstream_timeout: float = 0.0  # 0 = unlimited
+    # nginx defaults to $proxy_host, which breaks Django's ALLOWED_HOSTS for
+    # every user who forgets proxy_set_header; passing the client's Host is
+    # what nearly every real config does, so it is our default.
+    host_header: str = "$host"
+    modifier1: int = 0  # uwsgi_modifier1
+    cache: CacheSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnHandler:
+    """nginx ``return``: a fixed status with an optional body, or a redirect."""
+
+    status: int
+    body: str | None = None
+    location: str | None = None  # set for 301/302/303/307/308
+
+
+Handler: TypeAlias = StaticHandler | ProxyHandler | ReturnHandler
+
+
+# --- protection ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRule:
+    """One ``allow``/``deny`` line; ``network`` None means ``all``.  First match wins."""
+
+    allow: bool
+    network: IPNetwork | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReqRule:
+    """nginx ``limit_req zone=Z burst=N [nodelay | delay=D]`` plus ``limit_req_status``."""
+
+    zone: str
+    burst: int = 0
+    nodelay: bool = False
+    delay: int = 0  # requests of the burst served without delay (nginx delay=)
+    status: int = 503
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConnRule:
+    """nginx ``limit_conn Z max`` plus ``limit_conn_status``."""
+
+    zone: str
+    max: int
+    status: int = 503
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReqZone:
+    """Shared leaky-bucket state keyed by client IP (nginx ``limit_req_zone``)."""
+
+    name: str
+    rate_milli: int  # milli-requests per second, as nginx stores it: 10r/s -> 10000
+    max_keys: int = 100_000  # bounded memory: least recently seen keys go first
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConnZone:
+    """Concurrent-connection counters keyed by client IP (nginx ``limit_conn_zone``)."""
+
+    name: str
+    max_keys: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RealIp:
+    """nginx ``set_real_ip_from`` / ``real_ip_header`` / ``real_ip_recursive``."""
+
+    trusted: tuple[IPNetwork, ...] = ()
+    header: str = "X-Real-IP"
+    recursive: bool = False
+
+
+# --- locations, servers, upstreams --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """One ``location`` block: how it matches, and the one thing it does."""
+
+    path: str  # the pattern without its modifier: "/static/", "\\.php$", "@app"
+    match: MatchKind
+    handler: Handler
+    access: tuple[AccessRule, ...] = ()
+    limit_req: tuple[LimitReqRule, ...] = ()
+    limit_conn: tuple[LimitConnRule, ...] = ()
+    client_max_body_size: int | None = None  # None = the server's value
+
+    def __str__(self) -> str:
+        modifier = {"exact": "= ", "prefix_no_regex": "^~ ", "regex": "~ ", "regex_icase": "~* "}
+        return modifier.get(self.match, "") + self.path
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderBuffers:
+    """nginx ``large_client_header_buffers number size``: a request line or one
+    header longer than ``size`` fails (414 / 400), as does a header block over
+    ``number * size`` in total (431 here, 400 in nginx)."""
+
+    number: int = 4
+    size: int = 8 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One ``server`` block."""
+
+    listen: tuple[Listen, ...] = (Listen(),)
+    server_name: tuple[str, ...] = ()
+    default_server: bool = False
+    locations: tuple[Location, ...] = ()
+    client_max_body_size: int = 1 * MIB  # 0 = unlimited
+    client_header_buffer_size: int = 1 * KIB
+    large_client_header_buffers: HeaderBuffers = HeaderBuffers()
+    client_header_timeout: float = 60.0
+    client_body_timeout: float = 60.0
+    send_timeout: float = 60.0
+    keepalive_timeout: float = 75.0  # 0 = no keep-alive
+    keepalive_requests: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamServer:
+    """One ``server`` line of an upstream block.  A host name may resolve to several peers."""
+
+    endpoint: Endpoint
+    weight: int = 1
+    max_fails: int = 1  # 0 disables failure accounting
+    fail_timeout: float = 10.0
+    backup: bool = False
+    down: bool = False
+    max_conns: int = 0  # 0 = unlimited
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A named group of servers and how requests are spread over them."""
+
+    name: str
+    servers: tuple[UpstreamServer, ...]
+    balance: Balance = "round_robin"
+    # Host names are re-resolved this often (seconds) so `docker compose up
+    # --scale` is picked up live; 0 = resolve once at start.
+    resolve: float = 5.0
+    keepalive: int = 32  # idle pooled connections kept per worker (HTTP upstreams)
+    keepalive_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLogSettings:
+    path: str | None = "stdout"  # None = off; "stdout", "stderr" or a file path
+    format: LogFormat = "combined"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLogSettings:
+    path: str = "stderr"
+    level: LogLevel = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    servers: tuple[Server, ...]
+    upstreams: tuple[Upstream, ...] = ()
+    limit_req_zones: tuple[LimitReqZone, ...] = ()
+    limit_conn_zones: tuple[LimitConnZone, ...] = ()
+    worker_processes: int | Literal["auto"] = 1
+    worker_connections: int = 512
+    access_log: AccessLogSettings = AccessLogSettings()
+    error_log: ErrorLogSettings = ErrorLogSettings()
+    real_ip: RealIp = RealIp()
+    # The file this came from, so SIGHUP re-reads the same source.
+    source: str | None = field(default=None, compare=False)
+
+    def upstream(self, name: str) -> Upstream:
+        """The upstream called ``name`` (the loader guarantees every reference exists)."""
+        for upstream in self.upstreams:
+            if upstream.name == name:
+                return upstream
+        raise KeyError(name)

@@ -1,0 +1,1 @@
+"""Upstream groups: the pure balancer, then connection pools, health and DNS re-resolution."""
