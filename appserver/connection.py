@@ -172,8 +172,7 @@ class Handler:
             environ["SERVER_PROTOCOL"],
             head_only=environ["REQUEST_METHOD"] == "HEAD",
         )
-        vars_bytes = sum(len(k) + len(v) + 4 for k, v in request_vars.items())
-        self._serve(environ, response, started, len(request_vars), vars_bytes)
+        self._serve(environ, response, started, len(request_vars), decoder.vars_size)
         sock.close()
 
     # -- HTTP ------------------------------------------------------------------

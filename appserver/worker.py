@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import deque
 from typing import Any
 
 from appserver import scoreboard as sb
@@ -72,7 +73,8 @@ class Worker:
         self.listening = False
         self.idle_threads = config.threads
         self.idle_lock = threading.Lock()
-        self.returned: queue.SimpleQueue[HttpConnection | None] = queue.SimpleQueue()
+        # Keep-alive connections handed back by handler threads (deque appends are atomic).
+        self.returned: deque[HttpConnection] = deque()
         self.parked: dict[int, HttpConnection] = {}
         self.work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
@@ -226,7 +228,7 @@ class Worker:
                 connection = HttpConnection(sock, job[2], name, port, max(self.config.buffer_size, 8192))
             if handler.handle_http(connection):
                 connection.idle_since = time.monotonic()
-                self.returned.put(connection)
+                self.returned.append(connection)
         except Exception:
             # Handler methods catch what a request can throw; reaching here is a server bug.
             # Log it, close the connection (no fd leaks) and keep the worker.
@@ -257,13 +259,9 @@ class Worker:
                 pass
 
     def _collect_returned(self) -> None:
-        while True:
-            try:
-                connection = self.returned.get_nowait()
-            except queue.Empty:
-                return
-            if connection is None:
-                continue
+        returned = self.returned
+        while returned:
+            connection = returned.popleft()
             if self.stopping:
                 connection.sock.close()
                 continue

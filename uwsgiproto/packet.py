@@ -169,7 +169,7 @@ class PacketDecoder:
     refused before any of the block is buffered.
     """
 
-    __slots__ = ("_buffer", "_eof", "_done", "max_vars_size", "modifiers", "trailing_data")
+    __slots__ = ("_buffer", "_eof", "_done", "max_vars_size", "modifiers", "trailing_data", "vars_size")
 
     def __init__(
         self,
@@ -182,6 +182,7 @@ class PacketDecoder:
         self._eof = False
         self._done = False
         self.trailing_data = b""
+        self.vars_size = 0  # datasize of the decoded request (uWSGI logs it)
 
     def feed(self, data: bytes) -> None:
         """Add bytes read from the peer; ``b""`` means the peer closed its side."""
@@ -216,6 +217,7 @@ class PacketDecoder:
                 )
             return NEED_DATA
         request_vars = decode_vars(buffer[HEADER_SIZE:end])
+        self.vars_size = datasize
         self.trailing_data = buffer[end:]
         self._buffer = b""
         self._done = True
