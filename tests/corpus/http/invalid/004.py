@@ -1,0 +1,7 @@
+"""Content-Length with a sign."""
+
+from httpproto.errors import BadRequest
+
+error = BadRequest
+match = "Content-Length"
+requests = []

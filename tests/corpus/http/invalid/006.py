@@ -1,0 +1,7 @@
+"""Content-Length with a space inside the digits."""
+
+from httpproto.errors import BadRequest
+
+error = BadRequest
+match = "Content-Length"
+requests = []

@@ -1,0 +1,6 @@
+"""NUL in the request target."""
+
+from httpproto.errors import BadRequest
+
+error = BadRequest
+requests = []

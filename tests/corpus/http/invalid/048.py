@@ -1,0 +1,6 @@
+"""A space inside the request target."""
+
+from httpproto.errors import BadRequest
+
+error = BadRequest
+requests = []
