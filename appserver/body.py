@@ -13,7 +13,6 @@ beyond it, so a slow upload never holds a worker thread inside the app.
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -26,6 +25,10 @@ MAX_READ = 262144
 
 class ClientDisconnected(OSError):
     """The client went away (or stopped sending) before the whole body arrived."""
+
+
+class MalformedBody(ClientDisconnected):
+    """The body broke its framing (a bad chunk): the client gets 400 if nothing was sent yet."""
 
 
 class InputStream:
@@ -151,14 +154,13 @@ class InputStream:
         return True
 
 
-def buffer_body(read_chunk: ReadChunk, length: int, preread: bytes, memory_limit: int) -> BinaryIO:
-    """Read the whole body now (uWSGI ``post-buffering``); return it rewound."""
-    stream = InputStream(read_chunk, length, preread)
-    target: BinaryIO
-    if length <= memory_limit:
-        target = io.BytesIO()
-    else:
-        target = tempfile.TemporaryFile(prefix="appserver-body-")
+def buffer_body(stream: InputStream, memory_limit: int) -> BinaryIO:
+    """Read the whole body now (uWSGI ``post-buffering``); return it rewound.
+
+    It stays in memory up to ``memory_limit`` bytes and moves to an unnamed
+    temporary file beyond that.
+    """
+    target = tempfile.SpooledTemporaryFile(max_size=memory_limit, prefix="appserver-body-")
     try:
         while True:
             data = stream.read(READ_SIZE)
@@ -169,4 +171,4 @@ def buffer_body(read_chunk: ReadChunk, length: int, preread: bytes, memory_limit
         target.close()
         raise
     target.seek(0)
-    return target
+    return target  # type: ignore[return-value]

@@ -25,7 +25,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httpproto
-from appserver.body import ClientDisconnected, InputStream, buffer_body
+from appserver.body import ClientDisconnected, InputStream, MalformedBody, buffer_body
 from appserver.environ import environ_from_http, environ_from_vars
 from appserver.loader import WSGIApp
 from appserver.log import RequestRecord
@@ -159,10 +159,11 @@ class Handler:
         preread = decoder.trailing_data
         recv = sock.recv
         try:
+            stream = InputStream(recv, length, preread)
             if length and context.post_buffering:
-                environ["wsgi.input"] = buffer_body(recv, length, preread, context.post_buffering)
+                environ["wsgi.input"] = buffer_body(stream, context.post_buffering)
             else:
-                environ["wsgi.input"] = InputStream(recv, length, preread)
+                environ["wsgi.input"] = stream
         except (ClientDisconnected, TimeoutError, OSError) as exc:
             write_log(f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: body not received: {_os_error(exc)}")
             sock.close()
@@ -235,7 +236,7 @@ class Handler:
                 try:
                     event = parser.next_event()
                 except httpproto.HttpProtocolError as exc:
-                    raise ClientDisconnected(f"malformed request body: {exc}") from exc
+                    raise MalformedBody(f"malformed request body: {exc}") from exc
                 if event is httpproto.NEED_DATA:
                     data = sock.recv(size)
                     if not data:
@@ -249,11 +250,13 @@ class Handler:
         body = InputStream(read_body, None)
         try:
             if context.post_buffering and (head.content_length or head.chunked):
-                environ["wsgi.input"] = buffer_body(read_body, head.content_length or 1 << 62, b"", context.post_buffering)
+                environ["wsgi.input"] = buffer_body(body, context.post_buffering)
             else:
                 environ["wsgi.input"] = body
-        except (ClientDisconnected, httpproto.HttpProtocolError, OSError) as exc:
+        except (ClientDisconnected, OSError) as exc:
             write_log(f"{head.method} {environ['REQUEST_URI']}: body not received: {_os_error(exc)}")
+            if isinstance(exc, MalformedBody):
+                self._send_quietly(sock, error_response(400, str(exc)))
             return False
         response = Response(
             sock,
@@ -329,6 +332,9 @@ class Handler:
         except ClientDisconnected as exc:
             response.keep_alive = False
             write_log(f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: {exc}")
+            if isinstance(exc, MalformedBody) and not response.headers_sent:
+                response.status_code = 400
+                self._send_quietly(response.sock, error_response(400, str(exc), response.protocol))
             return False
         except Exception:
             response.keep_alive = False

@@ -3,12 +3,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.support.processes import REPO, ServerProcess, appserver
 
 APPS = Path(__file__).parent / "apps"
 WSGI_APP = APPS / "wsgi_app.py"
+SAMPLEAPP = REPO / "sampleapp"
 
 
 @pytest.fixture
@@ -33,3 +38,20 @@ def start_appserver(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def django_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": "test-secret-key-" + "x" * 40,
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        subprocess.run(
+            [sys.executable, str(SAMPLEAPP / "manage.py"), *command],
+            env=env, check=True, capture_output=True, timeout=120,
+        )
+    return env

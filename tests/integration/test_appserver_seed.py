@@ -47,23 +47,6 @@ virtualenv={venv}
 """
 
 
-@pytest.fixture
-def django_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "DJANGO_SECRET_KEY": "test-secret-key-" + "x" * 40,
-        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
-        "STATIC_ROOT": str(tmp_path / "static"),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-    }
-    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        subprocess.run(
-            [sys.executable, str(SAMPLEAPP / "manage.py"), *command],
-            env=env, check=True, capture_output=True, timeout=120,
-        )
-    return env
-
-
 def _read_address(log: Path) -> tuple[str, int]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
