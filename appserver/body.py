@@ -124,7 +124,7 @@ class InputStream:
         return buffer[:end]
 
     def readlines(self, hint: int = -1) -> list[bytes]:
-        lines = []
+        lines: list[bytes] = []
         total = 0
         while True:
             line = self.readline()

@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"appserver {__version__}")
     parser.add_argument(
-        "--ini", action="append", default=[], metavar="FILE[:SECTION]",
+        "--ini",
+        action="append",
+        default=[],
+        metavar="FILE[:SECTION]",
         help="read options from an ini file ([uwsgi] section unless :SECTION); repeatable",
     )
     control = parser.add_mutually_exclusive_group()

@@ -103,9 +103,19 @@ class WorkerContext:
 class HttpConnection:
     """An HTTP client connection and its parser, parked in the poller between requests."""
 
-    __slots__ = ("sock", "parser", "remote_addr", "remote_port", "server_name", "server_port", "idle_since")
+    __slots__ = (
+        "sock",
+        "parser",
+        "remote_addr",
+        "remote_port",
+        "server_name",
+        "server_port",
+        "idle_since",
+    )
 
-    def __init__(self, sock: socket.socket, peer: Any, server_name: str, server_port: str, max_header: int) -> None:
+    def __init__(
+        self, sock: socket.socket, peer: Any, server_name: str, server_port: str, max_header: int
+    ) -> None:
         self.sock = sock
         self.parser = httpproto.RequestParser(max_header_size=max_header)
         if isinstance(peer, tuple):
@@ -145,7 +155,9 @@ class Handler:
             close_quietly(sock, linger=True)
             return
         except (TimeoutError, OSError) as exc:
-            write_log(f"uwsgi request from {_peer_text(peer)}: read failed before the vars arrived: {_os_error(exc)}")
+            write_log(
+                f"uwsgi request from {_peer_text(peer)}: read failed before the vars arrived: {_os_error(exc)}"
+            )
             sock.close()
             return
         if event is CLOSED:
@@ -165,7 +177,9 @@ class Handler:
             else:
                 environ["wsgi.input"] = stream
         except (ClientDisconnected, TimeoutError, OSError) as exc:
-            write_log(f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: body not received: {_os_error(exc)}")
+            write_log(
+                f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: body not received: {_os_error(exc)}"
+            )
             sock.close()
             return
         response = Response(
@@ -254,7 +268,9 @@ class Handler:
             else:
                 environ["wsgi.input"] = body
         except (ClientDisconnected, OSError) as exc:
-            write_log(f"{head.method} {environ['REQUEST_URI']}: body not received: {_os_error(exc)}")
+            write_log(
+                f"{head.method} {environ['REQUEST_URI']}: body not received: {_os_error(exc)}"
+            )
             if isinstance(exc, MalformedBody):
                 self._send_quietly(sock, error_response(400, str(exc)))
             return False
@@ -276,7 +292,14 @@ class Handler:
 
     # -- shared ----------------------------------------------------------------
 
-    def _serve(self, environ: dict[str, Any], response: Response, started: float, vars_count: int, vars_bytes: int) -> None:
+    def _serve(
+        self,
+        environ: dict[str, Any],
+        response: Response,
+        started: float,
+        vars_count: int,
+        vars_bytes: int,
+    ) -> None:
         context = self.context
         core = self.core
         method = environ["REQUEST_METHOD"]
@@ -327,7 +350,9 @@ class Handler:
             return False
         except ClientGone as exc:
             response.keep_alive = False
-            write_log(f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: {exc} after {response.body_bytes} bytes")
+            write_log(
+                f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: {exc} after {response.body_bytes} bytes"
+            )
             return False
         except ClientDisconnected as exc:
             response.keep_alive = False
@@ -389,7 +414,9 @@ class Handler:
                         response.body_bytes = response.sock.sendfile(handle, offset, length)
                 except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
                     response.keep_alive = False
-                    write_log(f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}")
+                    write_log(
+                        f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}"
+                    )
             else:
                 response.finish(0)
         return True

@@ -97,7 +97,9 @@ def environ_from_http(
     environ = base.copy()
     environ["REQUEST_METHOD"] = method
     environ["REQUEST_URI"] = target.decode("latin-1")
-    environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+    environ["PATH_INFO"] = (
+        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+    )
     environ["QUERY_STRING"] = query.decode("latin-1")
     environ["SERVER_PROTOCOL"] = "HTTP/" + http_version
     environ["REMOTE_ADDR"] = remote_addr

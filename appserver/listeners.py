@@ -73,7 +73,7 @@ def parse_address(text: str) -> tuple[socket.AddressFamily, str | tuple[str, int
     except socket.gaierror as exc:
         raise ListenerError(f"{text}: cannot resolve {host!r}: {exc.strerror}") from exc
     family, _, _, _, sockaddr = infos[0]
-    return family, (sockaddr[0], port)
+    return family, (str(sockaddr[0]), port)
 
 
 def bind(protocol: str, address: str, backlog: int, chmod: int | None) -> Listener:

@@ -67,7 +67,10 @@ def _activate_virtualenv(home: str) -> None:
 def load_application(config: AppServerConfig) -> WSGIApp:
     """Import the configured app (or the mount table of apps) and return one WSGI callable."""
     if config.mounts:
-        apps = [(prefix.rstrip("/"), _load_target(target, config.callable)) for prefix, target in config.mounts]
+        apps = [
+            (prefix.rstrip("/"), _load_target(target, config.callable))
+            for prefix, target in config.mounts
+        ]
         return MountDispatcher(apps)
     if config.wsgi_file:
         return _load_file(config.wsgi_file, config.callable)
@@ -145,7 +148,9 @@ class MountDispatcher:
     def __init__(self, apps: list[tuple[str, WSGIApp]]) -> None:
         self.apps = sorted(apps, key=lambda item: len(item[0]), reverse=True)
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         for prefix, app in self.apps:
             if not prefix or path == prefix or path.startswith(prefix + "/"):

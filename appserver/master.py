@@ -40,11 +40,17 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 
+from appserver import listeners as listeners_mod
 from appserver import scoreboard as sb
 from appserver.config import AppServerConfig, ConfigError
 from appserver.listeners import INHERIT_ENV, Listener, ListenerError
-from appserver import listeners as listeners_mod
-from appserver.loader import AppLoadError, WSGIApp, describe_application, load_application, prepare_interpreter
+from appserver.loader import (
+    AppLoadError,
+    WSGIApp,
+    describe_application,
+    load_application,
+    prepare_interpreter,
+)
 from appserver.log import emit, format_startup, log_path, redirect_output
 from appserver.pidfile import remove_pidfile, write_pidfile
 from appserver.scoreboard import Scoreboard
@@ -132,7 +138,14 @@ class Arbiter:
             self._cleanup()
 
     def _install_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+        for signum in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGQUIT,
+            signal.SIGHUP,
+            signal.SIGUSR1,
+            signal.SIGCHLD,
+        ):
             signal.signal(signum, self._enqueue_signal)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
@@ -158,14 +171,18 @@ class Arbiter:
                 return slot
         raise RuntimeError("scoreboard full: more workers than slots")
 
-    def _spawn(self, worker_id: int, respawns: int = 0, replacing: int | None = None) -> WorkerProcess:
+    def _spawn(
+        self, worker_id: int, respawns: int = 0, replacing: int | None = None
+    ) -> WorkerProcess:
         slot = self._free_slot()
         self.board.reset_worker(slot, 0, respawns, self.harakiri_counts.get(worker_id, 0))
         pid = os.fork()
         if pid == 0:
             self._become_worker(worker_id, slot)  # never returns
         self.board.set_pid(slot, pid)
-        process = WorkerProcess(worker_id, slot, pid, time.monotonic(), respawns, replacing=replacing)
+        process = WorkerProcess(
+            worker_id, slot, pid, time.monotonic(), respawns, replacing=replacing
+        )
         self.workers[pid] = process
         emit(f"spawned worker {worker_id} (pid: {pid}, threads: {self.config.threads})")
         return process
@@ -188,10 +205,14 @@ class Arbiter:
                     if exc.__cause__ is not None:
                         emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
                     os._exit(EXIT_APP_LOAD_FAILED)
-            worker = Worker(self.config, app, self.listeners, self.board, slot, worker_id, self.notify_w)
+            worker = Worker(
+                self.config, app, self.listeners, self.board, slot, worker_id, self.notify_w
+            )
             code = worker.run()
         except BaseException:
-            emit(f"worker {worker_id} (pid: {os.getpid()}) crashed:\n{traceback.format_exc().rstrip()}")
+            emit(
+                f"worker {worker_id} (pid: {os.getpid()}) crashed:\n{traceback.format_exc().rstrip()}"
+            )
         finally:
             os._exit(code)
 
@@ -231,7 +252,12 @@ class Arbiter:
                 self._check_rss()
                 self._check_touch_reload()
                 self._check_mercy(now)
-            if self.app is None and not self.config.lazy_apps and not self.workers and not self.old_workers:
+            if (
+                self.app is None
+                and not self.config.lazy_apps
+                and not self.workers
+                and not self.old_workers
+            ):
                 return EXIT_APP
 
     def _handle_signal(self, signum: int) -> int | None:
@@ -280,7 +306,9 @@ class Arbiter:
                 self._stop_worker(old)
             process.replacing = None
         if self.old_workers and all(p.ready for p in self.workers.values()):
-            emit(f"reload: the new workers are ready; stopping {len(self.old_workers)} old worker(s) gracefully")
+            emit(
+                f"reload: the new workers are ready; stopping {len(self.old_workers)} old worker(s) gracefully"
+            )
             now = time.monotonic()
             for old_worker in self.old_workers.values():
                 if old_worker.stop_sent_at is None:
@@ -329,7 +357,11 @@ class Arbiter:
         if process.stop_sent_at is not None:
             emit(f"{label} {how} (replaced)")
             return
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_APP_LOAD_FAILED and not self.ever_ready:
+        if (
+            os.WIFEXITED(status)
+            and os.WEXITSTATUS(status) == EXIT_APP_LOAD_FAILED
+            and not self.ever_ready
+        ):
             emit(f"{label}: the app failed to load at boot; stopping the server")
             self._begin_stop("fast")
             self.exit_code = EXIT_APP
@@ -375,7 +407,9 @@ class Arbiter:
                         f"{core.request_line} has run for {now - core.busy_since:.1f}s > harakiri {limit}s; killing it"
                     )
                     process.killed_for = "harakiri"
-                    self.harakiri_counts[process.worker_id] = self.harakiri_counts.get(process.worker_id, 0) + 1
+                    self.harakiri_counts[process.worker_id] = (
+                        self.harakiri_counts.get(process.worker_id, 0) + 1
+                    )
                     _signal(process.pid, signal.SIGKILL)
                     break
 
@@ -384,7 +418,11 @@ class Arbiter:
         if not limit_mb:
             return
         for process in list(self.workers.values()):
-            if process.replaced_by is not None or process.stop_sent_at is not None or not process.ready:
+            if (
+                process.replaced_by is not None
+                or process.stop_sent_at is not None
+                or not process.ready
+            ):
                 continue
             rss = _rss_bytes(process.pid)
             if rss > limit_mb * 1024 * 1024:
@@ -407,7 +445,9 @@ class Arbiter:
         mercy = self.config.worker_reload_mercy
         for process in self.workers.values():
             if process.stop_sent_at is not None and now - process.stop_sent_at > mercy:
-                emit(f"worker {process.worker_id} (pid: {process.pid}) still busy {mercy}s after SIGTERM (worker-reload-mercy): killing it")
+                emit(
+                    f"worker {process.worker_id} (pid: {process.pid}) still busy {mercy}s after SIGTERM (worker-reload-mercy): killing it"
+                )
                 process.stop_sent_at = now  # once
                 _signal(process.pid, signal.SIGKILL)
         for old in self.old_workers.values():
@@ -423,7 +463,9 @@ class Arbiter:
             return
         self.stopping = how
         if how == "graceful":
-            emit(f"graceful stop: waiting up to {self.config.worker_reload_mercy}s for requests in flight")
+            emit(
+                f"graceful stop: waiting up to {self.config.worker_reload_mercy}s for requests in flight"
+            )
             self.stop_deadline = time.monotonic() + self.config.worker_reload_mercy
             signum = signal.SIGTERM
         else:
@@ -453,7 +495,9 @@ class Arbiter:
             if self.config.chdir:
                 os.chdir(self.config.chdir)
             return
-        emit("graceful reload: re-executing the master; the old workers serve until the new ones are ready")
+        emit(
+            "graceful reload: re-executing the master; the old workers serve until the new ones are ready"
+        )
         env = dict(os.environ)
         env[INHERIT_ENV] = listeners_mod.export(self.listeners)
         pids = [str(pid) for pid in list(self.workers) + list(self.old_workers)]

@@ -274,78 +274,263 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     # Listeners.
-    Option("socket", "sockets", ADDRESS, (), "bind a uwsgi-protocol socket (host:port or path)",
-           multi=True, aliases=("uwsgi-socket",), short="s", relative_to="cwd"),
-    Option("http-socket", "http_sockets", ADDRESS, (), "bind an HTTP socket served by the workers",
-           multi=True, aliases=("http11-socket",), relative_to="cwd"),
-    Option("http", "http", ADDRESS, (), "start an HTTP front that proxies to the workers",
-           multi=True, relative_to="cwd"),
-    Option("chmod-socket", "chmod_socket", MODE, None, "mode of unix sockets (bare: 666)",
-           short="C"),
+    Option(
+        "socket",
+        "sockets",
+        ADDRESS,
+        (),
+        "bind a uwsgi-protocol socket (host:port or path)",
+        multi=True,
+        aliases=("uwsgi-socket",),
+        short="s",
+        relative_to="cwd",
+    ),
+    Option(
+        "http-socket",
+        "http_sockets",
+        ADDRESS,
+        (),
+        "bind an HTTP socket served by the workers",
+        multi=True,
+        aliases=("http11-socket",),
+        relative_to="cwd",
+    ),
+    Option(
+        "http",
+        "http",
+        ADDRESS,
+        (),
+        "start an HTTP front that proxies to the workers",
+        multi=True,
+        relative_to="cwd",
+    ),
+    Option(
+        "chmod-socket", "chmod_socket", MODE, None, "mode of unix sockets (bare: 666)", short="C"
+    ),
     Option("listen", "listen", POSITIVE, 1024, "listen queue (backlog) size", short="l"),
     # The application.
-    Option("chdir", "chdir", PATH, None, "change to this directory before loading the app",
-           relative_to="cwd"),
-    Option("module", "module", MODULE, None, "load the WSGI app from this module",
-           aliases=("wsgi",), short="w"),
-    Option("wsgi-file", "wsgi_file", PATH, None, "load the WSGI app from this file",
-           aliases=("file",), relative_to="chdir"),
+    Option(
+        "chdir",
+        "chdir",
+        PATH,
+        None,
+        "change to this directory before loading the app",
+        relative_to="cwd",
+    ),
+    Option(
+        "module",
+        "module",
+        MODULE,
+        None,
+        "load the WSGI app from this module",
+        aliases=("wsgi",),
+        short="w",
+    ),
+    Option(
+        "wsgi-file",
+        "wsgi_file",
+        PATH,
+        None,
+        "load the WSGI app from this file",
+        aliases=("file",),
+        relative_to="chdir",
+    ),
     Option("callable", "callable", IDENTIFIER, "application", "name of the WSGI callable"),
-    Option("mount", "mounts", MOUNT, (), "mount an app (module or file) under a URL prefix",
-           multi=True, relative_to="chdir"),
-    Option("manage-script-name", "manage_script_name", BOOL, False,
-           "move the mount prefix from PATH_INFO to SCRIPT_NAME"),
+    Option(
+        "mount",
+        "mounts",
+        MOUNT,
+        (),
+        "mount an app (module or file) under a URL prefix",
+        multi=True,
+        relative_to="chdir",
+    ),
+    Option(
+        "manage-script-name",
+        "manage_script_name",
+        BOOL,
+        False,
+        "move the mount prefix from PATH_INFO to SCRIPT_NAME",
+    ),
     Option("env", "env", KEY_VALUE, (), "set an environment variable for the app", multi=True),
-    Option("virtualenv", "virtualenv", PATH, None, "use this virtualenv",
-           aliases=("venv", "home", "pyhome"), short="H", relative_to="cwd"),
-    Option("pythonpath", "pythonpath", PATH, (), "add a directory to sys.path",
-           multi=True, aliases=("python-path", "pp"), relative_to="chdir"),
+    Option(
+        "virtualenv",
+        "virtualenv",
+        PATH,
+        None,
+        "use this virtualenv",
+        aliases=("venv", "home", "pyhome"),
+        short="H",
+        relative_to="cwd",
+    ),
+    Option(
+        "pythonpath",
+        "pythonpath",
+        PATH,
+        (),
+        "add a directory to sys.path",
+        multi=True,
+        aliases=("python-path", "pp"),
+        relative_to="chdir",
+    ),
     # Processes.
     Option("master", "master", BOOL, False, "run a master process", short="M"),
-    Option("processes", "processes", POSITIVE, 1, "number of worker processes",
-           aliases=("workers",), short="p"),
+    Option(
+        "processes",
+        "processes",
+        POSITIVE,
+        1,
+        "number of worker processes",
+        aliases=("workers",),
+        short="p",
+    ),
     Option("threads", "threads", POSITIVE, 1, "threads per worker"),
-    Option("enable-threads", "enable_threads", BOOL, True,
-           "allow the app to start threads (always on here)", short="T"),
-    Option("lazy-apps", "lazy_apps", BOOL, False, "load the app in each worker after fork",
-           aliases=("lazy",)),
-    Option("harakiri", "harakiri", NATURAL, 0, "kill a worker stuck on one request this long (s)",
-           short="t"),
-    Option("max-requests", "max_requests", NATURAL, 0, "recycle a worker after this many requests",
-           short="R"),
-    Option("max-requests-delta", "max_requests_delta", NATURAL, None,
-           "jitter added to max-requests per worker"),
+    Option(
+        "enable-threads",
+        "enable_threads",
+        BOOL,
+        True,
+        "allow the app to start threads (always on here)",
+        short="T",
+    ),
+    Option(
+        "lazy-apps",
+        "lazy_apps",
+        BOOL,
+        False,
+        "load the app in each worker after fork",
+        aliases=("lazy",),
+    ),
+    Option(
+        "harakiri",
+        "harakiri",
+        NATURAL,
+        0,
+        "kill a worker stuck on one request this long (s)",
+        short="t",
+    ),
+    Option(
+        "max-requests",
+        "max_requests",
+        NATURAL,
+        0,
+        "recycle a worker after this many requests",
+        short="R",
+    ),
+    Option(
+        "max-requests-delta",
+        "max_requests_delta",
+        NATURAL,
+        None,
+        "jitter added to max-requests per worker",
+    ),
     Option("reload-on-rss", "reload_on_rss", NATURAL, 0, "recycle a worker above this RSS (MB)"),
-    Option("worker-reload-mercy", "worker_reload_mercy", NATURAL, 60,
-           "seconds a stopping worker gets before SIGKILL"),
+    Option(
+        "worker-reload-mercy",
+        "worker_reload_mercy",
+        NATURAL,
+        60,
+        "seconds a stopping worker gets before SIGKILL",
+    ),
     Option("die-on-term", "die_on_term", BOOL, False, "accepted: SIGTERM always stops appserver"),
-    Option("touch-reload", "touch_reload", PATH, (), "reload gracefully when this file is touched",
-           multi=True, relative_to="chdir"),
+    Option(
+        "touch-reload",
+        "touch_reload",
+        PATH,
+        (),
+        "reload gracefully when this file is touched",
+        multi=True,
+        relative_to="chdir",
+    ),
     Option("uid", "uid", USER, None, "drop privileges to this user"),
     Option("gid", "gid", GROUP, None, "drop privileges to this group"),
     # Requests.
-    Option("buffer-size", "buffer_size", POSITIVE, 4096,
-           "largest request header block (uwsgi vars or HTTP headers) in bytes", short="b"),
-    Option("post-buffering", "post_buffering", NATURAL, 0,
-           "spool request bodies larger than this to disk (bytes)"),
-    Option("socket-timeout", "socket_timeout", POSITIVE, 4,
-           "seconds for one read or write on a client socket", short="z"),
-    Option("http-keepalive", "http_keepalive", KEEPALIVE, 5,
-           "seconds an idle HTTP keep-alive connection is kept (0 = close)"),
-    Option("static-map", "static_maps", STATIC_MAP, (), "serve files under /PREFIX from DIR",
-           multi=True, relative_to="chdir"),
+    Option(
+        "buffer-size",
+        "buffer_size",
+        POSITIVE,
+        4096,
+        "largest request header block (uwsgi vars or HTTP headers) in bytes",
+        short="b",
+    ),
+    Option(
+        "post-buffering",
+        "post_buffering",
+        NATURAL,
+        0,
+        "spool request bodies larger than this to disk (bytes)",
+    ),
+    Option(
+        "socket-timeout",
+        "socket_timeout",
+        POSITIVE,
+        4,
+        "seconds for one read or write on a client socket",
+        short="z",
+    ),
+    Option(
+        "http-keepalive",
+        "http_keepalive",
+        KEEPALIVE,
+        5,
+        "seconds an idle HTTP keep-alive connection is kept (0 = close)",
+    ),
+    Option(
+        "static-map",
+        "static_maps",
+        STATIC_MAP,
+        (),
+        "serve files under /PREFIX from DIR",
+        multi=True,
+        relative_to="chdir",
+    ),
     # Control and observation.
-    Option("pidfile", "pidfile", PATH, None, "write the master's pid here",
-           aliases=("pidfile2", "safe-pidfile", "safe-pidfile2"), relative_to="cwd"),
-    Option("daemonize", "daemonize", PATH, None, "detach and log to this file",
-           aliases=("daemonize2",), short="d", relative_to="cwd"),
-    Option("logto", "logto", PATH, None, "log to this file without detaching",
-           aliases=("logto2",), relative_to="cwd"),
-    Option("log-format", "log_format", STRING, None, "request log line: a %(var) template or json",
-           aliases=("logformat",)),
+    Option(
+        "pidfile",
+        "pidfile",
+        PATH,
+        None,
+        "write the master's pid here",
+        aliases=("pidfile2", "safe-pidfile", "safe-pidfile2"),
+        relative_to="cwd",
+    ),
+    Option(
+        "daemonize",
+        "daemonize",
+        PATH,
+        None,
+        "detach and log to this file",
+        aliases=("daemonize2",),
+        short="d",
+        relative_to="cwd",
+    ),
+    Option(
+        "logto",
+        "logto",
+        PATH,
+        None,
+        "log to this file without detaching",
+        aliases=("logto2",),
+        relative_to="cwd",
+    ),
+    Option(
+        "log-format",
+        "log_format",
+        STRING,
+        None,
+        "request log line: a %(var) template or json",
+        aliases=("logformat",),
+    ),
     Option("disable-logging", "disable_logging", BOOL, False, "do not log requests", short="L"),
-    Option("stats", "stats", ADDRESS, None, "serve JSON stats on this address",
-           aliases=("stats-server",), relative_to="cwd"),
+    Option(
+        "stats",
+        "stats",
+        ADDRESS,
+        None,
+        "serve JSON stats on this address",
+        aliases=("stats-server",),
+        relative_to="cwd",
+    ),
     Option("vacuum", "vacuum", BOOL, False, "remove unix sockets and the pidfile on exit"),
 )
 
@@ -629,8 +814,9 @@ def read_somaxconn() -> int | None:
         return None
 
 
-def _validate(values: dict[str, Any], origin: dict[str, str], notes: list[str], *,
-              where: str | None) -> None:
+def _validate(
+    values: dict[str, Any], origin: dict[str, str], notes: list[str], *, where: str | None
+) -> None:
     prefix = f"{where}: " if where else ""
 
     def fail(field: str, message: str) -> ConfigError:
@@ -660,7 +846,8 @@ def _validate(values: dict[str, Any], origin: dict[str, str], notes: list[str], 
 
     relative_note = (
         f" (relative paths are resolved against chdir {values['chdir']!r})"
-        if values["chdir"] else ""
+        if values["chdir"]
+        else ""
     )
     wsgi_file = values["wsgi_file"]
     if wsgi_file is not None and not os.path.isfile(wsgi_file):
@@ -676,8 +863,10 @@ def _validate(values: dict[str, Any], origin: dict[str, str], notes: list[str], 
 
     for url_prefix, directory in values["static_maps"]:
         if not os.path.isdir(directory):
-            notes.append(f"{origin['static_maps']}: {url_prefix}: directory {directory!r} "
-                         "does not exist (yet); requests fall through to the app")
+            notes.append(
+                f"{origin['static_maps']}: {url_prefix}: directory {directory!r} "
+                "does not exist (yet); requests fall through to the app"
+            )
     for directory in values["pythonpath"]:
         if not os.path.isdir(directory):
             notes.append(f"{origin['pythonpath']}: directory {directory!r} does not exist")

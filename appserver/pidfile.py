@@ -75,7 +75,6 @@ def signal_pidfile(path: str, signum: signal.Signals) -> int:
         ) from None
     except PermissionError:
         raise PidfileError(
-            f"not permitted to signal process {pid} from pidfile {path!r}: "
-            "run as the server's user"
+            f"not permitted to signal process {pid} from pidfile {path!r}: run as the server's user"
         ) from None
     return pid

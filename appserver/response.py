@@ -27,7 +27,9 @@ from email.utils import formatdate
 from typing import IO, Any
 
 # Headers the server owns on a keep-alive connection (RFC 9110 §7.6.1).
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+)
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -134,7 +136,12 @@ class Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+        if (
+            type(status) is not str
+            or len(status) < 4
+            or not status[:3].isdigit()
+            or status[3] != " "
+        ):
             raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
         for header in headers:
             name, value = header
@@ -162,12 +169,14 @@ class Response:
             return
         known_length: int | None = None
         if type(result) in (list, tuple) and not self.headers_sent:
-            known_length = sum(map(len, result))  # type: ignore[arg-type]
+            known_length = sum(map(len, result))
         for chunk in result:
             if chunk:
                 if not self.headers_sent:
                     if self.status is None:
-                        raise AssertionError("the app returned a body without calling start_response()")
+                        raise AssertionError(
+                            "the app returned a body without calling start_response()"
+                        )
                     self._prepare_head(known_length)
                 self._send_body(chunk)
         self.finish(known_length)
@@ -243,7 +252,9 @@ class Response:
         try:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
-            raise ClientGone(f"client went away during the response: {exc.strerror or exc}") from exc
+            raise ClientGone(
+                f"client went away during the response: {exc.strerror or exc}"
+            ) from exc
 
     def _try_sendfile(self, wrapper: FileWrapper) -> bool:
         """Zero-copy for ``wsgi.file_wrapper`` over a regular file; False to fall back to reads."""
@@ -266,7 +277,7 @@ class Response:
             return True
         if length:
             try:
-                sent = self.sock.sendfile(filelike, offset, length)  # type: ignore[arg-type]
+                sent = self.sock.sendfile(filelike, offset, length)
             except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
                 raise ClientGone(f"client went away during sendfile: {exc}") from exc
             self.body_bytes += sent

@@ -20,13 +20,23 @@ from dataclasses import dataclass
 
 # Worker states.
 EMPTY, BOOTING, READY, RECYCLE, STOPPING = range(5)
-STATE_NAMES = {EMPTY: "empty", BOOTING: "booting", READY: "ready", RECYCLE: "recycle", STOPPING: "stopping"}
+STATE_NAMES = {
+    EMPTY: "empty",
+    BOOTING: "booting",
+    READY: "ready",
+    RECYCLE: "recycle",
+    STOPPING: "stopping",
+}
 
 # Why a worker asked to be recycled.
 RECYCLE_NONE, RECYCLE_MAX_REQUESTS = 0, 1
 
-_WORKER = struct.Struct("<iBBxxdII")  # pid, state, recycle reason, spawned_at, respawns, harakiri count
-_CORE = struct.Struct("<dQQQQd")  # busy_since, requests, exceptions, tx bytes, static requests, rt_total s
+_WORKER = struct.Struct(
+    "<iBBxxdII"
+)  # pid, state, recycle reason, spawned_at, respawns, harakiri count
+_CORE = struct.Struct(
+    "<dQQQQd"
+)  # busy_since, requests, exceptions, tx bytes, static requests, rt_total s
 URI_SIZE = 256
 _CORE_SIZE = _CORE.size + URI_SIZE
 
@@ -76,7 +86,9 @@ class Scoreboard:
     def reset_worker(self, index: int, pid: int, respawns: int, harakiri_count: int) -> None:
         offset = self._worker_offset(index)
         self.memory[offset : offset + self._worker_size] = bytes(self._worker_size)
-        _WORKER.pack_into(self.memory, offset, pid, BOOTING, RECYCLE_NONE, time.time(), respawns, harakiri_count)
+        _WORKER.pack_into(
+            self.memory, offset, pid, BOOTING, RECYCLE_NONE, time.time(), respawns, harakiri_count
+        )
 
     def set_pid(self, index: int, pid: int) -> None:
         # Only the pid: the worker may already have written its state.
@@ -90,14 +102,21 @@ class Scoreboard:
 
     def snapshot(self, index: int) -> WorkerSnapshot:
         offset = self._worker_offset(index)
-        pid, state, reason, spawned_at, respawns, harakiri_count = _WORKER.unpack_from(self.memory, offset)
+        pid, state, reason, spawned_at, respawns, harakiri_count = _WORKER.unpack_from(
+            self.memory, offset
+        )
         cores = []
         for core in range(self.cores):
             core_offset = self.core_offset(index, core)
-            fields = _CORE.unpack_from(self.memory, core_offset)
+            busy_since, requests, exceptions, tx, static, rt_total = _CORE.unpack_from(
+                self.memory, core_offset
+            )
             raw = self.memory[core_offset + _CORE.size : core_offset + _CORE_SIZE]
-            cores.append(CoreSnapshot(*fields, raw.split(b"\0", 1)[0].decode("latin-1")))
-        return WorkerSnapshot(index, pid, state, reason, spawned_at, respawns, harakiri_count, tuple(cores))
+            line = raw.split(b"\0", 1)[0].decode("latin-1")
+            cores.append(CoreSnapshot(busy_since, requests, exceptions, tx, static, rt_total, line))
+        return WorkerSnapshot(
+            index, pid, state, reason, spawned_at, respawns, harakiri_count, tuple(cores)
+        )
 
     def state(self, index: int) -> int:
         return self.memory[self._worker_offset(index) + 4]
@@ -135,5 +154,12 @@ class CoreSlot:
         if static:
             self.static_requests += 1
         _CORE.pack_into(
-            self.memory, self.offset, 0.0, self.requests, self.exceptions, self.tx, self.static_requests, self.rt_total
+            self.memory,
+            self.offset,
+            0.0,
+            self.requests,
+            self.exceptions,
+            self.tx,
+            self.static_requests,
+            self.rt_total,
         )

@@ -32,10 +32,10 @@ from typing import Any
 from appserver import scoreboard as sb
 from appserver.config import AppServerConfig
 from appserver.connection import Handler, HttpConnection, WorkerContext
-from appserver.log import emit as write_log
 from appserver.environ import base_environ
 from appserver.listeners import Listener
 from appserver.loader import WSGIApp
+from appserver.log import emit as write_log
 from appserver.log import request_formatter
 from appserver.scoreboard import Scoreboard
 from appserver.staticmap import StaticMap
@@ -85,11 +85,15 @@ class Worker:
             if delta is None:
                 delta = max(config.max_requests // 10, 0)
             # Jitter, so that workers started together are not all recycled together.
-            self.max_requests += int.from_bytes(os.urandom(2), "little") % (delta + 1) if delta else 0
+            self.max_requests += (
+                int.from_bytes(os.urandom(2), "little") % (delta + 1) if delta else 0
+            )
         self.recycle_requested = False
         self.context = WorkerContext(
             app=app,
-            base_environ=base_environ(multithread=config.threads > 1, multiprocess=config.processes > 1),
+            base_environ=base_environ(
+                multithread=config.threads > 1, multiprocess=config.processes > 1
+            ),
             worker_id=worker_id,
             buffer_size=config.buffer_size,
             post_buffering=config.post_buffering,
@@ -109,7 +113,8 @@ class Worker:
         self.selector.register(self.wake_r, selectors.EVENT_READ, (_WAKE, None))
         self._listen(True)
         self.handlers = handlers = [
-            Handler(self.context, self.board.core_slot(self.slot, core), core) for core in range(self.config.threads)
+            Handler(self.context, self.board.core_slot(self.slot, core), core)
+            for core in range(self.config.threads)
         ]
         if self.config.threads > 1:
             for handler in handlers:
@@ -200,7 +205,9 @@ class Worker:
         except (BlockingIOError, InterruptedError):
             return  # a sibling worker took it
         except OSError as exc:
-            write_log(f"worker {self.worker_id}: accept() on {listener.display} failed: {exc.strerror}")
+            write_log(
+                f"worker {self.worker_id}: accept() on {listener.display} failed: {exc.strerror}"
+            )
             return
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -225,14 +232,18 @@ class Worker:
                 connection: HttpConnection = job[1]
             else:
                 name, port = self.server_names[job[3].address]
-                connection = HttpConnection(sock, job[2], name, port, max(self.config.buffer_size, 8192))
+                connection = HttpConnection(
+                    sock, job[2], name, port, max(self.config.buffer_size, 8192)
+                )
             if handler.handle_http(connection):
                 connection.idle_since = time.monotonic()
                 self.returned.append(connection)
         except Exception:
             # Handler methods catch what a request can throw; reaching here is a server bug.
             # Log it, close the connection (no fd leaks) and keep the worker.
-            write_log(f"worker {self.worker_id}: unexpected error:\n{traceback.format_exc().rstrip()}")
+            write_log(
+                f"worker {self.worker_id}: unexpected error:\n{traceback.format_exc().rstrip()}"
+            )
             sock.close()
         finally:
             self._count_job()

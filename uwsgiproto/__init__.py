@@ -17,8 +17,8 @@ from uwsgiproto.errors import (
 from uwsgiproto.packet import (
     CLOSED,
     HEADER_SIZE,
-    NEED_DATA,
     MAX_DATASIZE,
+    NEED_DATA,
     Header,
     PacketDecoder,
     Request,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Union
+from typing import Final
 
 from uwsgiproto.errors import (
     BlockTooLarge,
@@ -70,8 +70,8 @@ class Request:
     vars: dict[str, str]
 
 
-Event = Union[Request, _Sentinel]
-VarValue = Union[str, bytes]
+Event = Request | _Sentinel
+VarValue = str | bytes
 
 
 def encode_header(modifier1: int, datasize: int, modifier2: int = 0) -> bytes:
@@ -169,7 +169,15 @@ class PacketDecoder:
     refused before any of the block is buffered.
     """
 
-    __slots__ = ("_buffer", "_eof", "_done", "max_vars_size", "modifiers", "trailing_data", "vars_size")
+    __slots__ = (
+        "_buffer",
+        "_eof",
+        "_done",
+        "max_vars_size",
+        "modifiers",
+        "trailing_data",
+        "vars_size",
+    )
 
     def __init__(
         self,

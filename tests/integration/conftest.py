@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,18 @@ def start_appserver(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start ``python -m appserver ARGS`` in tmp_path; stopped (and its log checked) after the test."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, name: str = "appserver") -> ServerProcess:
-        server = appserver(list(args), cwd=cwd or tmp_path, log_path=tmp_path / f"{name}-{len(started)}.log", env=env)
+    def start(
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        name: str = "appserver",
+    ) -> ServerProcess:
+        server = appserver(
+            list(args),
+            cwd=cwd or tmp_path,
+            log_path=tmp_path / f"{name}-{len(started)}.log",
+            env=env,
+        )
         started.append(server)
         return server
 
@@ -52,6 +61,9 @@ def django_env(tmp_path: Path) -> dict[str, str]:
     for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
         subprocess.run(
             [sys.executable, str(SAMPLEAPP / "manage.py"), *command],
-            env=env, check=True, capture_output=True, timeout=120,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     return env

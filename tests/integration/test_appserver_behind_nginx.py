@@ -16,12 +16,24 @@ pytestmark = pytest.mark.nginx
 
 if not nginx_available():
     # In CI .ci/run installs nginx, so this never skips there; say loudly why it would.
-    pytest.fail("nginx is not installed (apt-get install nginx); .ci/run installs it", pytrace=False)
+    pytest.fail(
+        "nginx is not installed (apt-get install nginx); .ci/run installs it", pytrace=False
+    )
 
 
 @pytest.fixture
 def stack(start_appserver, tmp_path):
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2", "--threads", "4")
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "2",
+        "--threads",
+        "4",
+    )
     server.wait_ready(2)
     host, port = server.address("uwsgi")
     nginx = Nginx(
@@ -38,7 +50,9 @@ def stack(start_appserver, tmp_path):
     nginx.stop()
 
 
-def request(nginx: Nginx, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+def request(
+    nginx: Nginx, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+):
     connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
     try:
         connection.request(method, path, body=body, headers=headers or {})
@@ -61,7 +75,9 @@ def test_get_with_utf8_query(stack) -> None:
 def test_post_5mb(stack) -> None:
     nginx, _ = stack
     payload = os.urandom(5 * 1024 * 1024)
-    status, _, body = request(nginx, "POST", "/echo", payload, {"Content-Type": "application/octet-stream"})
+    status, _, body = request(
+        nginx, "POST", "/echo", payload, {"Content-Type": "application/octet-stream"}
+    )
     assert status == 200
     data = json.loads(body)
     assert (data["size"], data["sha256"]) == (len(payload), hashlib.sha256(payload).hexdigest())

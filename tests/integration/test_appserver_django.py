@@ -12,14 +12,27 @@ from tests.integration.conftest import SAMPLEAPP
 
 def test_django_views_over_http_socket(start_appserver, django_env) -> None:
     server = start_appserver(
-        "--http-socket", "127.0.0.1:0", "--chdir", str(SAMPLEAPP), "--module", "sampleapp.wsgi:application",
-        "--master", "--processes", "2", "--threads", "4", cwd=SAMPLEAPP.parent, env=django_env,
+        "--http-socket",
+        "127.0.0.1:0",
+        "--chdir",
+        str(SAMPLEAPP),
+        "--module",
+        "sampleapp.wsgi:application",
+        "--master",
+        "--processes",
+        "2",
+        "--threads",
+        "4",
+        cwd=SAMPLEAPP.parent,
+        env=django_env,
     )
     server.wait_ready(2)
     connection = http.client.HTTPConnection(*server.address("http"), timeout=30)
 
     def call(method, path, body=None, headers=None):
-        connection.request(method, path, body=body, headers={"Host": "localhost", **(headers or {})})
+        connection.request(
+            method, path, body=body, headers={"Host": "localhost", **(headers or {})}
+        )
         response = connection.getresponse()
         return response.status, response.getheader("X-Served-By"), response.read()
 
@@ -29,13 +42,17 @@ def test_django_views_over_http_socket(start_appserver, django_env) -> None:
     status, _, body = call("GET", "/api/items?limit=1000")
     before = len(json.loads(body)["items"])
     item = {"name": "from the test", "price_cents": 150}
-    status, _, body = call("POST", "/api/items", json.dumps(item), {"Content-Type": "application/json"})
+    status, _, body = call(
+        "POST", "/api/items", json.dumps(item), {"Content-Type": "application/json"}
+    )
     assert status == 201, body
     status, _, body = call("GET", "/api/items?limit=1000")
     names = [entry["name"] for entry in json.loads(body)["items"]]
     assert len(names) == before + 1 and "from the test" in names
     payload = os.urandom(5 * 1024 * 1024)
-    status, _, body = call("POST", "/api/echo", payload, {"Content-Type": "application/octet-stream"})
+    status, _, body = call(
+        "POST", "/api/echo", payload, {"Content-Type": "application/octet-stream"}
+    )
     assert status == 200, body
     assert json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
     assert call("GET", "/no/such/page")[0] == 404

@@ -18,7 +18,17 @@ from tests.support.clients import parse_response, raw_exchange, recv_all
 
 @pytest.fixture
 def server(start_appserver):
-    server = start_appserver("--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "1", "--threads", "2")
+    server = start_appserver(
+        "--http-socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        "2",
+    )
     server.wait_ready(1)
     return server
 
@@ -68,12 +78,16 @@ def test_keep_alive_serves_many_requests_on_one_connection(server) -> None:
 
 def test_pipelined_requests_answer_in_order(server) -> None:
     address = server.address("http")
-    data = b"".join(
-        f"GET /echo?n={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(3)
-    ) + b"GET /echo?n=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    data = (
+        b"".join(f"GET /echo?n={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for n in range(3))
+        + b"GET /echo?n=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     raw = raw_exchange(address, data)
     assert raw.count(b"HTTP/1.1 200 OK") == 4
-    queries = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["query"] for part in raw.split(b"HTTP/1.1 200 OK")[1:]]
+    queries = [
+        json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["query"]
+        for part in raw.split(b"HTTP/1.1 200 OK")[1:]
+    ]
     assert queries == ["n=0", "n=1", "n=2", "n=last"]
 
 
@@ -83,11 +97,23 @@ def test_http_10_and_chunked_upload_and_100_continue(server) -> None:
     response = parse_response(raw)
     assert response.status == 200 and response.protocol == "HTTP/1.0"
     body = b"abc" * 1000
-    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 700]), body[i : i + 700]) for i in range(0, len(body), 700)) + b"0\r\n\r\n"
-    raw = raw_exchange(address, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked)
+    chunked = (
+        b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 700]), body[i : i + 700])
+            for i in range(0, len(body), 700)
+        )
+        + b"0\r\n\r\n"
+    )
+    raw = raw_exchange(
+        address,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + chunked,
+    )
     assert json.loads(parse_response(raw).body)["size"] == 3000
     with socket.create_connection(address, timeout=10) as sock:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(b"hello")
         assert json.loads(parse_response(recv_all(sock)).body)["size"] == 5
@@ -96,8 +122,14 @@ def test_http_10_and_chunked_upload_and_100_continue(server) -> None:
 @pytest.mark.parametrize(
     ("data", "status"),
     [
-        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            400,
+        ),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400),
         (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
         (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
@@ -105,7 +137,9 @@ def test_http_10_and_chunked_upload_and_100_continue(server) -> None:
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
     ],
 )
-def test_malformed_requests_get_a_status_and_a_closed_connection(server, data: bytes, status: int) -> None:
+def test_malformed_requests_get_a_status_and_a_closed_connection(
+    server, data: bytes, status: int
+) -> None:
     address = server.address("http")
     with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(data)
@@ -118,7 +152,9 @@ def test_malformed_requests_get_a_status_and_a_closed_connection(server, data: b
 
 def test_idle_keep_alive_clients_do_not_hold_the_threads(start_appserver) -> None:
     # One worker with one thread: ten idle keep-alive connections must not block an eleventh client.
-    server = start_appserver("--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "1")
+    server = start_appserver(
+        "--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "1"
+    )
     server.wait_ready(1)
     address = server.address("http")
     idle = []
@@ -134,7 +170,9 @@ def test_idle_keep_alive_clients_do_not_hold_the_threads(start_appserver) -> Non
 
 
 def test_slow_requests_on_one_thread_do_not_starve_others_with_threads(start_appserver) -> None:
-    server = start_appserver("--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "4")
+    server = start_appserver(
+        "--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "4"
+    )
     server.wait_ready(1)
     address = server.address("http")
     slow = [threading.Thread(target=request, args=(address, "GET", "/slow?1.5")) for _ in range(3)]

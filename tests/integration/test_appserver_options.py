@@ -14,18 +14,33 @@ import pytest
 
 from tests.integration.conftest import APPS, WSGI_APP
 from tests.support.clients import uwsgi_request
-from tests.support.processes import REPO
 
 LAZY_APP = APPS / "lazy_app.py"
 
 
 def run_appserver(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appserver", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "appserver", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_preloaded_vs_lazy_apps(start_appserver) -> None:
-    preloaded = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(LAZY_APP), "--master", name="preloaded")
-    lazy = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(LAZY_APP), "--master", "--lazy-apps", name="lazy")
+    preloaded = start_appserver(
+        "--socket", "127.0.0.1:0", "--wsgi-file", str(LAZY_APP), "--master", name="preloaded"
+    )
+    lazy = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(LAZY_APP),
+        "--master",
+        "--lazy-apps",
+        name="lazy",
+    )
     preloaded.wait_ready(1)
     lazy.wait_ready(1)
     data = json.loads(uwsgi_request(preloaded.address(), "GET", "/").body)
@@ -35,7 +50,15 @@ def test_preloaded_vs_lazy_apps(start_appserver) -> None:
 
 
 def test_mount_splits_script_name(start_appserver) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--mount", f"/api={LAZY_APP}", "--mount", f"/={WSGI_APP}", "--master")
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--mount",
+        f"/api={LAZY_APP}",
+        "--mount",
+        f"/={WSGI_APP}",
+        "--master",
+    )
     server.wait_ready(1)
     data = json.loads(uwsgi_request(server.address(), "GET", "/api/items/3").body)
     assert (data["script_name"], data["path"]) == ("/api", "/items/3")
@@ -47,7 +70,15 @@ def test_static_map_serves_files_and_falls_through(start_appserver, tmp_path) ->
     static.mkdir()
     (static / "site.css").write_text("body { color: red }\n")
     (tmp_path / "secret.txt").write_text("never served")
-    server = start_appserver("--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--static-map", f"/static={static}")
+    server = start_appserver(
+        "--http-socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--static-map",
+        f"/static={static}",
+    )
     server.wait_ready(1)
     import http.client
 
@@ -75,7 +106,15 @@ def test_static_map_serves_files_and_falls_through(start_appserver, tmp_path) ->
 
 
 def test_post_buffering_spools_big_bodies(start_appserver) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--post-buffering", "4096")
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--post-buffering",
+        "4096",
+    )
     server.wait_ready(1)
     for size in (100, 1_000_000):
         body = os.urandom(size)
@@ -85,7 +124,17 @@ def test_post_buffering_spools_big_bodies(start_appserver) -> None:
 
 def test_json_log_format_and_logto(start_appserver, tmp_path) -> None:
     log = tmp_path / "requests.log"
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--log-format", "json", "--logto", str(log))
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--log-format",
+        "json",
+        "--logto",
+        str(log),
+    )
     deadline = time.monotonic() + 15
     while "listening on" not in (log.read_text() if log.exists() else ""):
         assert time.monotonic() < deadline, server.log()
@@ -101,13 +150,15 @@ def test_json_log_format_and_logto(start_appserver, tmp_path) -> None:
     while '"uri"' not in log.read_text():
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    line = next(l for l in log.read_text().splitlines() if l.startswith("{"))
+    line = next(text for text in log.read_text().splitlines() if text.startswith("{"))
     record = json.loads(line)
     assert record["method"] == "GET" and record["uri"] == "/echo?x=1" and record["status"] == 200
 
 
 def test_reload_on_rss_recycles_a_fat_worker(start_appserver) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--reload-on-rss", "1")
+    server = start_appserver(
+        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--reload-on-rss", "1"
+    )
     server.wait_ready(1)
     server.wait_for_log(r"uses \d+ MB > reload-on-rss 1 MB: recycling it", timeout=10)
     assert uwsgi_request(server.address(), "GET", "/echo").status == 200
@@ -116,7 +167,15 @@ def test_reload_on_rss_recycles_a_fat_worker(start_appserver) -> None:
 def test_touch_reload(start_appserver, tmp_path) -> None:
     trigger = tmp_path / "reload.trigger"
     trigger.write_text("")
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--touch-reload", str(trigger))
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--touch-reload",
+        str(trigger),
+    )
     server.wait_ready(1)
     time.sleep(1.1)
     trigger.write_text("now")
@@ -129,9 +188,18 @@ def test_touch_reload(start_appserver, tmp_path) -> None:
     ("args", "expected"),
     [
         (["--socket", ":0", "--wsgi-file", "missing.py"], r"wsgi-file"),
-        (["--socket", ":0", "--wsgi-file", str(WSGI_APP), "--harakiri", "soon"], r"--harakiri: .*integer"),
-        (["--socket", ":0", "--wsgi-file", str(WSGI_APP), "--emperor", "/etc/vassals"], r"emperor.*not supported"),
-        (["--socket", ":0", "--wsgi-file", str(WSGI_APP), "--no-such-option", "1"], r"no-such-option"),
+        (
+            ["--socket", ":0", "--wsgi-file", str(WSGI_APP), "--harakiri", "soon"],
+            r"--harakiri: .*integer",
+        ),
+        (
+            ["--socket", ":0", "--wsgi-file", str(WSGI_APP), "--emperor", "/etc/vassals"],
+            r"emperor.*not supported",
+        ),
+        (
+            ["--socket", ":0", "--wsgi-file", str(WSGI_APP), "--no-such-option", "1"],
+            r"no-such-option",
+        ),
         (["--wsgi-file", str(WSGI_APP)], r"socket"),
     ],
 )
@@ -146,28 +214,56 @@ def test_bad_options_exit_1_with_one_line(tmp_path, args, expected) -> None:
 
 
 def test_bad_ini_names_file_and_key(tmp_path) -> None:
-    (tmp_path / "app.ini").write_text(f"[uwsgi]\nsocket = :0\nwsgi-file = {WSGI_APP}\nprocesses = many\n")
+    (tmp_path / "app.ini").write_text(
+        f"[uwsgi]\nsocket = :0\nwsgi-file = {WSGI_APP}\nprocesses = many\n"
+    )
     result = run_appserver("--ini", "app.ini", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("appserver: app.ini: processes:"), result.stderr
 
 
 def test_import_error_in_the_app_exits_nonzero_with_the_cause(tmp_path) -> None:
-    result = run_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(APPS / "broken_app.py"), "--master", cwd=tmp_path)
+    result = run_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(APPS / "broken_app.py"),
+        "--master",
+        cwd=tmp_path,
+    )
     assert result.returncode == 4
     assert "cannot load the app: wsgi-file" in result.stderr
     assert "No module named 'this_module_does_not_exist'" in result.stderr
 
 
 def test_unsupported_but_harmless_options_warn(start_appserver, tmp_path) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--thunder-lock", "--plugins", "python3")
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--thunder-lock",
+        "--plugins",
+        "python3",
+    )
     server.wait_ready(1)
     log = server.log()
     assert "thunder-lock" in log and "plugins" in log
 
 
 def test_uwsgitop_reads_the_stats(start_appserver) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2", "--stats", "127.0.0.1:0")
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "2",
+        "--stats",
+        "127.0.0.1:0",
+    )
     server.wait_ready(2)
     for _ in range(3):
         uwsgi_request(server.address(), "GET", "/echo")
@@ -197,5 +293,7 @@ def test_uwsgitop_reads_the_stats(start_appserver) -> None:
         pass
     _, status = os.waitpid(pid, 0)
     text = output.decode(errors="replace")
-    assert "WID" in text and "unable to get uWSGI statistics" not in text and "Traceback" not in text, text
+    assert (
+        "WID" in text and "unable to get uWSGI statistics" not in text and "Traceback" not in text
+    ), text
     assert os.WEXITSTATUS(status) == 0

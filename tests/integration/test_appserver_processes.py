@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import threading
@@ -20,15 +19,21 @@ def _pid_of_answer(address) -> int:
 
 
 def test_worker_crash_is_logged_and_respawned(start_appserver) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "1")
+    server = start_appserver(
+        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "1"
+    )
     server.wait_ready(1)
     address = server.address()
     first_pid = _pid_of_answer(address)
     with pytest.raises(OSError):
         uwsgi_request(address, "GET", "/crash")  # the worker calls os._exit(17) mid-request
-    server.wait_for_log(rf"worker 1 \(pid: {first_pid}\) exited with status 17 unexpectedly; respawning it")
+    server.wait_for_log(
+        rf"worker 1 \(pid: {first_pid}\) exited with status 17 unexpectedly; respawning it"
+    )
     deadline = time.monotonic() + 10
-    while True:  # the master respawns after MIN_WORKER_LIFETIME; connections wait in the backlog meanwhile
+    while (
+        True
+    ):  # the master respawns after MIN_WORKER_LIFETIME; connections wait in the backlog meanwhile
         response = uwsgi_request(address, "GET", "/pid")
         if response.status == 200:
             break
@@ -38,7 +43,15 @@ def test_worker_crash_is_logged_and_respawned(start_appserver) -> None:
 
 def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_appserver) -> None:
     server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "1", "--harakiri", "1"
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "1",
+        "--harakiri",
+        "1",
     )
     server.wait_ready(1)
     address = server.address()
@@ -46,7 +59,9 @@ def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_appserver) -> None
     with pytest.raises(OSError):
         uwsgi_request(address, "GET", "/slow?30")  # no answer: the worker is killed
     assert time.monotonic() - started < 10
-    server.wait_for_log(r"HARAKIRI ON WORKER 1 \(pid: \d+, core: 0\): GET /slow\?30 has run for [\d.]+s > harakiri 1s")
+    server.wait_for_log(
+        r"HARAKIRI ON WORKER 1 \(pid: \d+, core: 0\): GET /slow\?30 has run for [\d.]+s > harakiri 1s"
+    )
     server.wait_for_log(r"killed by signal 9 \(SIGKILL\) \(harakiri\); respawning it")
     # The next request succeeds once the worker is back.
     deadline = time.monotonic() + 10
@@ -62,8 +77,17 @@ def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_appserver) -> None
 
 def test_max_requests_recycles_without_refusing_a_request(start_appserver) -> None:
     server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master",
-        "--processes", "1", "--max-requests", "20", "--max-requests-delta", "0",
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "1",
+        "--max-requests",
+        "20",
+        "--max-requests-delta",
+        "0",
     )
     server.wait_ready(1)
     address = server.address()
@@ -90,14 +114,23 @@ def _request_loop(address, stop: threading.Event, results: list, path: str = "/p
 def test_reload_under_load_loses_no_request(start_appserver, tmp_path) -> None:
     pidfile = tmp_path / "app.pid"
     server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master",
-        "--processes", "2", "--pidfile", str(pidfile),
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "2",
+        "--pidfile",
+        str(pidfile),
     )
     server.wait_ready(2)
     address = server.address()
     stop = threading.Event()
     results: list = []
-    clients = [threading.Thread(target=_request_loop, args=(address, stop, results)) for _ in range(4)]
+    clients = [
+        threading.Thread(target=_request_loop, args=(address, stop, results)) for _ in range(4)
+    ]
     for client in clients:
         client.start()
     time.sleep(0.5)
@@ -113,7 +146,9 @@ def test_reload_under_load_loses_no_request(start_appserver, tmp_path) -> None:
         client.join()
     assert len(results) > before + 10
     failures = [r for r in results if r != 200]
-    assert failures == [], f"{len(failures)} of {len(results)} requests failed: {failures[:5]}\n{server.log()}"
+    assert failures == [], (
+        f"{len(failures)} of {len(results)} requests failed: {failures[:5]}\n{server.log()}"
+    )
     # The master is the same process (re-executed) and the pidfile still names it.
     assert int(pidfile.read_text().strip()) == server.pid
     assert uwsgi_request(address, "GET", "/echo").status == 200
@@ -122,12 +157,20 @@ def test_reload_under_load_loses_no_request(start_appserver, tmp_path) -> None:
 def test_stop_with_pidfile_is_graceful(start_appserver, tmp_path) -> None:
     pidfile = tmp_path / "app.pid"
     server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--pidfile", str(pidfile)
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--pidfile",
+        str(pidfile),
     )
     server.wait_ready(1)
     address = server.address()
     result: list = []
-    slow = threading.Thread(target=lambda: result.append(uwsgi_request(address, "GET", "/slow?1.5")))
+    slow = threading.Thread(
+        target=lambda: result.append(uwsgi_request(address, "GET", "/slow?1.5"))
+    )
     slow.start()
     time.sleep(0.5)
     from appserver.cli import main as cli_main
@@ -142,7 +185,9 @@ def test_stop_with_pidfile_is_graceful(start_appserver, tmp_path) -> None:
 
 
 def test_sigint_is_a_fast_stop(start_appserver) -> None:
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2")
+    server = start_appserver(
+        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2"
+    )
     server.wait_ready(2)
     threading.Thread(target=lambda: _swallow(server.address()), daemon=True).start()
     time.sleep(0.3)
@@ -161,8 +206,17 @@ def _swallow(address) -> None:
 
 def test_stats_server_speaks_uwsgi_json(start_appserver) -> None:
     server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master",
-        "--processes", "2", "--threads", "3", "--stats", "127.0.0.1:0",
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "2",
+        "--threads",
+        "3",
+        "--stats",
+        "127.0.0.1:0",
     )
     server.wait_ready(2)
     address = server.address()
@@ -182,5 +236,18 @@ def test_stats_server_speaks_uwsgi_json(start_appserver) -> None:
     for key in ("listen_queue", "version", "cwd", "uid", "gid"):
         assert key in stats
     for worker in stats["workers"]:
-        for key in ("pid", "exceptions", "status", "avg_rt", "rss", "vsz", "tx", "respawn_count", "harakiri_count", "running_time", "last_spawn", "signals"):
+        for key in (
+            "pid",
+            "exceptions",
+            "status",
+            "avg_rt",
+            "rss",
+            "vsz",
+            "tx",
+            "respawn_count",
+            "harakiri_count",
+            "running_time",
+            "last_spawn",
+            "signals",
+        ):
             assert key in worker

@@ -58,7 +58,9 @@ def _read_address(log: Path) -> tuple[str, int]:
     raise AssertionError(f"the daemon did not start; uwsgi.log:\n{text}")
 
 
-def test_seed_uwsgi_ini_runs_django_behind_nginx_and_stops(tmp_path: Path, django_env: dict[str, str]) -> None:
+def test_seed_uwsgi_ini_runs_django_behind_nginx_and_stops(
+    tmp_path: Path, django_env: dict[str, str]
+) -> None:
     if not nginx_available():
         pytest.fail("nginx is not installed; .ci/run installs it", pytrace=False)
     conf = tmp_path / "uwsgi_conf"
@@ -69,7 +71,11 @@ def test_seed_uwsgi_ini_runs_django_behind_nginx_and_stops(tmp_path: Path, djang
     # "uwsgi --ini uwsgi.ini" in the tutorial; daemonize returns to the shell at once.
     started = subprocess.run(
         [sys.executable, "-m", "appserver", "--ini", "uwsgi.ini"],
-        cwd=conf, env=django_env, capture_output=True, text=True, timeout=60,
+        cwd=conf,
+        env=django_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert started.returncode == 0, started.stderr
     pidfile = conf / "uwsgi.pid"
@@ -118,7 +124,11 @@ def test_seed_uwsgi_ini_runs_django_behind_nginx_and_stops(tmp_path: Path, djang
 
     # "uwsgi --stop uwsgi.pid"
     stopped = subprocess.run(
-        [sys.executable, "-m", "appserver", "--stop", "uwsgi.pid"], cwd=conf, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "appserver", "--stop", "uwsgi.pid"],
+        cwd=conf,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert stopped.returncode == 0, stopped.stderr
     deadline = time.monotonic() + 30

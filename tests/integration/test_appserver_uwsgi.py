@@ -17,7 +17,17 @@ from tests.support.clients import parse_response, recv_all, uwsgi_request
 
 @pytest.fixture
 def server(start_appserver):
-    server = start_appserver("--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--processes", "2", "--threads", "2", "--master")
+    server = start_appserver(
+        "--socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--processes",
+        "2",
+        "--threads",
+        "2",
+        "--master",
+    )
     server.wait_ready(2)
     return server
 
@@ -50,7 +60,9 @@ def test_streamed_and_written_and_file_responses(server) -> None:
     assert uwsgi_request(address, "GET", "/write").body == b"written then returned\n"
     response = uwsgi_request(address, "GET", "/file")
     assert response.body == WSGI_APP.read_bytes()
-    assert response.header("Content-Length") is None or int(response.header("Content-Length")) == len(response.body)
+    assert response.header("Content-Length") is None or int(
+        response.header("Content-Length")
+    ) == len(response.body)
 
 
 def test_404_and_500_keep_the_worker_alive(server) -> None:
@@ -118,7 +130,12 @@ def test_body_shorter_than_content_length(server) -> None:
     address = server.address("uwsgi")
     with socket.create_connection(address, timeout=10) as sock:
         packet = uwsgiproto.encode_packet(
-            {"REQUEST_METHOD": "POST", "PATH_INFO": "/echo", "CONTENT_LENGTH": "1000", "REQUEST_URI": "/echo"}
+            {
+                "REQUEST_METHOD": "POST",
+                "PATH_INFO": "/echo",
+                "CONTENT_LENGTH": "1000",
+                "REQUEST_URI": "/echo",
+            }
         )
         sock.sendall(packet + b"only a few bytes")
         sock.shutdown(socket.SHUT_WR)
@@ -131,7 +148,16 @@ def test_client_disconnecting_mid_response(server) -> None:
     address = server.address("uwsgi")
     for _ in range(3):
         sock = socket.create_connection(address, timeout=10)
-        sock.sendall(uwsgiproto.encode_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "QUERY_STRING": "200000", "REQUEST_URI": "/stream?200000"}))
+        sock.sendall(
+            uwsgiproto.encode_packet(
+                {
+                    "REQUEST_METHOD": "GET",
+                    "PATH_INFO": "/stream",
+                    "QUERY_STRING": "200000",
+                    "REQUEST_URI": "/stream?200000",
+                }
+            )
+        )
         sock.recv(1000)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()  # RST
@@ -143,7 +169,16 @@ def test_client_disconnecting_mid_response(server) -> None:
 
 def test_unix_socket_with_chmod_and_vacuum(start_appserver, tmp_path) -> None:
     path = tmp_path / "app.sock"
-    server = start_appserver("--socket", str(path), "--chmod-socket", "660", "--vacuum", "--wsgi-file", str(WSGI_APP), "--master")
+    server = start_appserver(
+        "--socket",
+        str(path),
+        "--chmod-socket",
+        "660",
+        "--vacuum",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+    )
     server.wait_ready(1)
     server.wait_for_log("listening on uwsgi://unix:")
     assert oct(path.stat().st_mode & 0o777) == "0o660"

@@ -53,7 +53,9 @@ def recv_all(sock: socket.socket, timeout: float = 30.0) -> bytes:
         chunks.append(data)
 
 
-def uwsgi_vars(method: str = "GET", uri: str = "/", body: bytes = b"", **extra: str) -> dict[str, str | bytes]:
+def uwsgi_vars(
+    method: str = "GET", uri: str = "/", body: bytes = b"", **extra: str
+) -> dict[str, str | bytes]:
     """The vars nginx's uwsgi_params would send for this request."""
     raw_uri = uri.encode("utf-8")
     path, _, query = raw_uri.partition(b"?")
@@ -80,7 +82,11 @@ def uwsgi_vars(method: str = "GET", uri: str = "/", body: bytes = b"", **extra: 
 
 
 def uwsgi_request(
-    address: tuple[str, int] | str, method: str = "GET", uri: str = "/", body: bytes = b"", **extra: str
+    address: tuple[str, int] | str,
+    method: str = "GET",
+    uri: str = "/",
+    body: bytes = b"",
+    **extra: str,
 ) -> RawResponse:
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:

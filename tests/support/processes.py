@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:
-    def __init__(self, argv: list[str], *, cwd: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], *, cwd: Path, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.argv = argv
         self.cwd = cwd
         self.log_path = log_path
@@ -30,7 +32,12 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.argv, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+            self.argv,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
         )
         log.close()
         return self
@@ -104,5 +111,9 @@ class ServerProcess:
             self.proc.wait(timeout=10)
 
 
-def appserver(args: list[str], *, cwd: Path, log_path: Path, env: dict[str, str] | None = None) -> ServerProcess:
-    return ServerProcess([sys.executable, "-m", "appserver", *args], cwd=cwd, log_path=log_path, env=env).start()
+def appserver(
+    args: list[str], *, cwd: Path, log_path: Path, env: dict[str, str] | None = None
+) -> ServerProcess:
+    return ServerProcess(
+        [sys.executable, "-m", "appserver", *args], cwd=cwd, log_path=log_path, env=env
+    ).start()

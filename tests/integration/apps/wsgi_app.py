@@ -26,7 +26,9 @@ def _read_body(environ: dict) -> bytes:
 
 def _json(start_response, data: object, status: str = "200 OK") -> list[bytes]:
     body = json.dumps(data).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -49,7 +51,9 @@ def raw_application(environ, start_response):
             },
         )
     if path.startswith("/utf8/"):
-        return _json(start_response, {"path": environ["PATH_INFO"].encode("latin-1").decode("utf-8")})
+        return _json(
+            start_response, {"path": environ["PATH_INFO"].encode("latin-1").decode("utf-8")}
+        )
     if path == "/environ":
         return _json(start_response, {k: v for k, v in environ.items() if isinstance(v, str)})
     if path == "/stream":

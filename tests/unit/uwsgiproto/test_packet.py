@@ -27,7 +27,9 @@ from uwsgiproto import (
 )
 
 # Keys are CGI-style names: printable ASCII.  Values are any bytes (latin-1 round trip).
-keys = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
+keys = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40
+)
 values = st.binary(max_size=200).map(lambda raw: raw.decode("latin-1"))
 var_dicts = st.dictionaries(keys, values, max_size=20)
 
