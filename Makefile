@@ -1,0 +1,61 @@
+# wsgistack: build, run and test.  See docs/airgapped.md for the image build.
+#
+#   make test         venv + editable install + pytest (no Docker); PYTEST_ARGS=...
+#   make image        the one image for every role (air-gapped when it must be)
+#   make up / down    the compose stack
+#   make base-image   debootstrap the bookworm base (FORCE=1 rebuilds it)
+#   make wheelhouse   host-side wheels for an offline image build
+
+IMAGE ?= wsgistack:latest
+# The base used where no registry is reachable, and the Dockerfile's default.
+BASE_IMAGE ?= wsgistack/base:bookworm
+DEFAULT_BASE_IMAGE ?= python:3.11-slim
+# auto: air-gapped build when $(DEFAULT_BASE_IMAGE) is not in the local engine;
+# 1: always build on $(BASE_IMAGE); 0: plain `docker build .` (may pull).
+AIRGAPPED ?= auto
+DOCKER_BUILD_ARGS ?=
+COMPOSE_UP_ARGS ?= -d
+PYTEST_ARGS ?=
+PYTHON ?= python3
+
+WHEELHOUSE_STAMP := build/wheelhouse/.complete
+
+.PHONY: test image base-image wheelhouse up down
+
+test:
+	test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -e '.[test]'
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+base-image:
+	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-base-image.sh
+
+wheelhouse: $(WHEELHOUSE_STAMP)
+
+# Rebuilt when the dependencies (pyproject.toml) or the script change.
+$(WHEELHOUSE_STAMP): pyproject.toml scripts/build-wheelhouse.sh
+	WHEELHOUSE=build/wheelhouse scripts/build-wheelhouse.sh
+	touch $@
+
+image:
+	@set -e; \
+	mode='$(AIRGAPPED)'; \
+	if [ "$$mode" = auto ]; then \
+		if docker image inspect '$(DEFAULT_BASE_IMAGE)' >/dev/null 2>&1; then mode=0; else mode=1; fi; \
+	fi; \
+	if [ "$$mode" = 1 ]; then \
+		echo "make image: building on $(BASE_IMAGE) from build/wheelhouse (air-gapped; AIRGAPPED=0 builds on $(DEFAULT_BASE_IMAGE))"; \
+		$(MAKE) --no-print-directory base-image wheelhouse; \
+		echo "docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) $(DOCKER_BUILD_ARGS) -t $(IMAGE) ."; \
+		docker build --build-arg BASE_IMAGE='$(BASE_IMAGE)' $(DOCKER_BUILD_ARGS) -t '$(IMAGE)' .; \
+	else \
+		echo "docker build $(DOCKER_BUILD_ARGS) -t $(IMAGE) ."; \
+		docker build $(DOCKER_BUILD_ARGS) -t '$(IMAGE)' .; \
+	fi; \
+	echo "make image: $(IMAGE) is $$(docker image inspect -f '{{.Size}}' '$(IMAGE)' | awk '{printf "%d MB", $$1 / 1000000}')"
+
+up: image
+	WSGISTACK_IMAGE='$(IMAGE)' scripts/compose.sh up $(COMPOSE_UP_ARGS)
+
+down:
+	WSGISTACK_IMAGE='$(IMAGE)' scripts/compose.sh down --remove-orphans
