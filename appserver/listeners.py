@@ -162,6 +162,10 @@ def adopt(config: AppServerConfig, inherited: list[Listener]) -> list[Listener]:
     wanted = [("uwsgi", a) for a in config.sockets] + [("http", a) for a in config.http_sockets]
     by_key = {(listener.protocol, listener.address): listener for listener in inherited}
     result = []
+    if config.http:
+        # The private socket of the HTTP front (appserver.router) outlives reloads.
+        for key in [key for key in by_key if key[0] == "router"]:
+            result.append(by_key.pop(key))
     try:
         for protocol, address in wanted:
             listener = by_key.pop((protocol, address), None)

@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from appserver import listeners as listeners_mod
+from appserver import router
 from appserver import scoreboard as sb
 from appserver.config import AppServerConfig, ConfigError
 from appserver.listeners import INHERIT_ENV, Listener, ListenerError
@@ -101,6 +102,7 @@ class Arbiter:
     app: WSGIApp | None
     old_workers: dict[int, OldWorker] = field(default_factory=dict)
     degraded: bool = False  # the reload failed to load the app: only the old generation serves
+    routers: dict[str, int] = field(default_factory=dict)  # http address -> pid of its HTTP front
 
     def __post_init__(self) -> None:
         self.board = Scoreboard(workers=2 * self.config.processes, cores=self.config.threads)
@@ -119,6 +121,7 @@ class Arbiter:
         self.started_at = time.time()
         self.last_tick = 0.0
         self.exit_code = EXIT_OK
+        self.workers_stop_pending = False
         self.respawn_counts: dict[int, int] = {}
         self.harakiri_counts: dict[int, int] = {}
 
@@ -131,6 +134,7 @@ class Arbiter:
         if not self.degraded:
             for worker_id in range(1, self.config.processes + 1):
                 self._spawn(worker_id)
+        self._start_routers()
         assert self.app is not None or self.config.lazy_apps or self.degraded
         try:
             return self._loop()
@@ -240,7 +244,11 @@ class Arbiter:
             self._reap()
             now = time.monotonic()
             if self.stopping:
-                if not self.workers and not self.old_workers:
+                if self.workers_stop_pending and not self.routers:
+                    # The HTTP front has finished its requests: now the workers may stop.
+                    self.workers_stop_pending = False
+                    self._kill_all(signal.SIGTERM)
+                if not self.workers and not self.old_workers and not self.routers:
                     return EXIT_OK
                 if now >= self.stop_deadline:
                     self._kill_all(signal.SIGKILL)
@@ -328,6 +336,35 @@ class Arbiter:
             self.board.set_state(process.slot, sb.STOPPING)
             _signal(process.pid, signal.SIGTERM)
 
+    # -- the HTTP front (``http`` option) -----------------------------------------------
+
+    def _private_socket(self) -> Listener | None:
+        return next((listener for listener in self.listeners if listener.protocol == router.PROTOCOL), None)
+
+    def _start_routers(self) -> None:
+        for address, pid in list(self.routers.items()):
+            if address not in self.config.http:
+                emit(f"http front on {address} is no longer configured: stopping it (pid: {pid})")
+                _signal(pid, signal.SIGQUIT)
+        private = self._private_socket()
+        if private is None:
+            return
+        for address in self.config.http:
+            if address not in self.routers:
+                pid = router.spawn(address, private)
+                self.routers[address] = pid
+                emit(f"spawned http front on {address} (pid: {pid})")
+
+    def _on_router_exit(self, pid: int, status: int) -> None:
+        address = next(a for a, p in self.routers.items() if p == pid)
+        del self.routers[address]
+        if self.stopping or address not in self.config.http:
+            emit(f"http front on {address} (pid: {pid}) {_describe_exit(status)}")
+            return
+        emit(f"http front on {address} (pid: {pid}) {_describe_exit(status)} unexpectedly; respawning it")
+        time.sleep(0.2)  # an edge that cannot bind would otherwise respawn in a tight loop
+        self._start_routers()
+
     # -- reaping ---------------------------------------------------------------------
 
     def _reap(self) -> None:
@@ -338,6 +375,9 @@ class Arbiter:
                 return
             if pid == 0:
                 return
+            if pid in self.routers.values():
+                self._on_router_exit(pid, status)
+                continue
             if pid in self.old_workers:
                 del self.old_workers[pid]
                 emit(f"old worker (pid: {pid}) {_describe_exit(status)}")
@@ -467,17 +507,27 @@ class Arbiter:
                 f"graceful stop: waiting up to {self.config.worker_reload_mercy}s for requests in flight"
             )
             self.stop_deadline = time.monotonic() + self.config.worker_reload_mercy
+            if self.routers:
+                # The HTTP front stops first (edge: SIGQUIT is graceful) so that every
+                # request it has accepted still finds a worker.
+                for pid in self.routers.values():
+                    _signal(pid, signal.SIGQUIT)
+                self.workers_stop_pending = True
+                return
             signum = signal.SIGTERM
         else:
             emit("fast stop")
             self.stop_deadline = time.monotonic() + FAST_STOP_GRACE
+            for pid in self.routers.values():
+                _signal(pid, signal.SIGTERM)  # edge: SIGTERM is its fast stop
             signum = signal.SIGINT
-        # Stop accepting here too: a closed listening socket in the master alone does
-        # not refuse connections (the workers hold it), but once they exit it must be gone.
         self._kill_all(signum)
 
     def _kill_all(self, signum: int) -> None:
-        for pid in list(self.workers) + list(self.old_workers):
+        pids = list(self.workers) + list(self.old_workers)
+        if signum == signal.SIGKILL:
+            pids += list(self.routers.values())
+        for pid in pids:
             _signal(pid, signum)
 
     def _reload(self) -> None:
@@ -502,6 +552,7 @@ class Arbiter:
         env[INHERIT_ENV] = listeners_mod.export(self.listeners)
         pids = [str(pid) for pid in list(self.workers) + list(self.old_workers)]
         env[OLD_WORKERS_ENV] = ",".join(pids)
+        env[router.ROUTER_PID_ENV] = ",".join(f"{address}={pid}" for address, pid in self.routers.items())
         env[REEXEC_ENV] = "1"
         env[LAUNCH_CWD_ENV] = launch_cwd
         if self.stats_sock is not None:
@@ -542,7 +593,11 @@ class Arbiter:
             client.close()
 
     def _cleanup(self) -> None:
+        private = self._private_socket()
+        directory = router.private_directory(private) if private is not None else None
         listeners_mod.close_all(self.listeners, self.config.vacuum)
+        if directory is not None:
+            router.remove_private_directory(directory)
         if self.stats_sock is not None:
             self.stats_sock.close()
         if self.config.pidfile:
@@ -605,12 +660,19 @@ def run(config: AppServerConfig) -> int:
     os.environ.setdefault(LAUNCH_CWD_ENV, os.getcwd())
     inherited_spec = os.environ.pop(INHERIT_ENV, "")
     old_pids = [int(p) for p in os.environ.pop(OLD_WORKERS_ENV, "").split(",") if p]
+    routers = {}
+    for item in os.environ.pop(router.ROUTER_PID_ENV, "").split(","):
+        if item:
+            address, _, pid_text = item.rpartition("=")
+            routers[address] = int(pid_text)
 
     try:
         if inherited_spec:
             listeners = listeners_mod.adopt(config, listeners_mod.inherit(inherited_spec))
         else:
             listeners = listeners_mod.bind_all(config)
+        if config.http and not any(listener.protocol == router.PROTOCOL for listener in listeners):
+            listeners.append(router.bind_private_socket(config.listen))
     except ListenerError as exc:
         emit(f"appserver: {exc}")
         return EXIT_CONFIG
@@ -647,7 +709,8 @@ def run(config: AppServerConfig) -> int:
         write_pidfile(config.pidfile, os.getpid())
 
     for listener in listeners:
-        emit(f"listening on {listener.display}")
+        if listener.protocol != router.PROTOCOL:
+            emit(f"listening on {listener.display}")
     if len(listeners) == 0:
         emit("appserver: no listener configured")
         return EXIT_CONFIG
@@ -657,6 +720,7 @@ def run(config: AppServerConfig) -> int:
         app,
         old_workers={pid: OldWorker(pid) for pid in old_pids},
         degraded=degraded,
+        routers=routers,
     )
     emit(format_startup(config, describe_application(config)))
     code = arbiter.run()

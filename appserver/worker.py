@@ -211,7 +211,8 @@ class Worker:
             return
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._dispatch(inline, (listener.protocol, sock, peer, listener))
+        kind = "http" if listener.protocol == "http" else "uwsgi"  # "router" speaks uwsgi
+        self._dispatch(inline, (kind, sock, peer, listener))
 
     def _dispatch(self, inline: Handler | None, job: tuple[Any, ...]) -> None:
         if inline is not None:
