@@ -20,7 +20,7 @@ PYTHON ?= python3
 
 WHEELHOUSE_STAMP := build/wheelhouse/.complete
 
-.PHONY: test image base-image wheelhouse up down
+.PHONY: test image base-image wheelhouse up down bench bench-quick
 
 test:
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
@@ -59,3 +59,14 @@ up: image
 
 down:
 	WSGISTACK_IMAGE='$(IMAGE)' scripts/compose.sh down --remove-orphans
+
+# The benchmark (bench/README.md): loopback only, servers and wrk on separate cores.
+bench:
+	test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -e '.[bench]'
+	.venv/bin/python -m bench
+
+bench-quick:
+	test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -e '.[bench]'
+	.venv/bin/python -m bench --quick

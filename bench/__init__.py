@@ -1,0 +1,1 @@
+"""Measure wsgistack against nginx, uWSGI and gunicorn on this machine (issue 5)."""

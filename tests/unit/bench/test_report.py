@@ -1,0 +1,216 @@
+"""Report math (median, ratio, target checks) and the case table's consistency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import cases
+from bench.cases import CASES, TARGETS, LimitTarget, RatioTarget
+from bench.report import (
+    CaseResult,
+    Summary,
+    anchor_ratio,
+    evaluate,
+    evaluate_all,
+    median,
+    ratio,
+    render_markdown,
+    summarize,
+    to_json,
+)
+from bench.servers import Environment, backend_command, edge_config, nginx_config
+from bench.wrk import WrkResult
+
+
+def run(rps: float, p50: float = 1.0, p99: float = 2.0, **errors: int) -> WrkResult:
+    return WrkResult(
+        requests=int(rps * 10),
+        duration_s=10.0,
+        requests_per_s=rps,
+        latency_avg_ms=p50,
+        latency_max_ms=p99 * 2,
+        p50_ms=p50,
+        p75_ms=p50,
+        p90_ms=p99,
+        p99_ms=p99,
+        **errors,
+    )
+
+
+def summary(rps: float, *, errors: int = 0, p99: float = 2.0) -> Summary:
+    return Summary(requests_per_s=rps, p50_ms=1.0, p99_ms=p99, errors=errors, runs=3)
+
+
+# -- median, summarize, ratio ---------------------------------------------------
+
+
+def test_median_odd_and_even() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert median([7.0]) == 7.0
+
+
+def test_median_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        median([])
+
+
+def test_summarize_takes_medians_and_sums_errors() -> None:
+    runs = [run(100, 1, 10), run(300, 3, 30, read_errors=1), run(200, 2, 20, non_2xx=2)]
+    assert summarize(runs) == Summary(
+        requests_per_s=200.0, p50_ms=2.0, p99_ms=20.0, errors=3, runs=3
+    )
+
+
+def test_ratio() -> None:
+    assert ratio(150.0, 100.0) == pytest.approx(1.5)
+    assert ratio(1.0, 0.0) is None
+
+
+# -- targets --------------------------------------------------------------------
+
+TARGET = RatioTarget("t", "ours/x", ("a/x", "b/x"), 1.5)
+
+
+def test_ratio_target_uses_the_best_anchor() -> None:
+    result = evaluate(TARGET, {"ours/x": summary(300), "a/x": summary(100), "b/x": summary(250)})
+    assert result.status == "not met"
+    assert result.value == pytest.approx(1.2)
+    assert "b/x" in result.detail
+
+
+def test_ratio_target_met_at_exactly_the_minimum() -> None:
+    result = evaluate(TARGET, {"ours/x": summary(150), "a/x": summary(100), "b/x": summary(50)})
+    assert result.status == "met"
+    assert result.value == pytest.approx(1.5)
+
+
+def test_ratio_target_missing_when_any_side_is_not_measured() -> None:
+    result = evaluate(TARGET, {"ours/x": summary(150), "a/x": None, "b/x": summary(50)})
+    assert result.status == "missing"
+    assert "a/x" in result.detail
+    assert evaluate(TARGET, {"a/x": summary(1), "b/x": summary(1)}).status == "missing"
+
+
+def test_ratio_target_with_an_anchor_that_served_nothing() -> None:
+    result = evaluate(TARGET, {"ours/x": summary(150), "a/x": summary(0), "b/x": summary(0)})
+    assert result.status == "missing"
+
+
+LIMIT = LimitTarget("overload", "edge/x@256", max_errors=0, max_p99_ms=1000.0)
+
+
+@pytest.mark.parametrize(
+    ("errors", "p99", "status"),
+    [(0, 999.0, "met"), (1, 10.0, "not met"), (0, 1000.0, "not met")],
+)
+def test_limit_target(errors: int, p99: float, status: str) -> None:
+    result = evaluate(LIMIT, {"edge/x@256": summary(500, errors=errors, p99=p99)})
+    assert result.status == status
+    assert result.value == p99
+
+
+def test_limit_target_missing() -> None:
+    assert evaluate(LIMIT, {}).status == "missing"
+
+
+# -- the case table -------------------------------------------------------------
+
+
+def test_case_ids_are_unique_and_anchors_exist() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids))
+    for case in CASES:
+        assert case.anchor is None or case.anchor in ids, case.id
+
+
+def test_every_target_names_real_cases_that_quick_runs() -> None:
+    quick = {case.id for case in CASES if case.quick}
+    for target in TARGETS:
+        names = (
+            (target.ours, *target.anchors) if isinstance(target, RatioTarget) else (target.case,)
+        )
+        for name in names:
+            assert name in quick, (target.name, name)
+
+
+def test_the_issue_targets() -> None:
+    minimums = sorted({t.minimum for t in TARGETS if isinstance(t, RatioTarget)})
+    assert minimums == [0.5, 0.7, 0.8, 1.0, 1.5, 3.0]
+    assert [c.connections for c in CASES if c.group == "overload"] == [256, 256]
+
+
+def test_one_worker_process_per_server(tmp_path: Path) -> None:
+    env = Environment(tmp_path, server_cpus=None)
+    for case in CASES:
+        stack = case.stack
+        if stack.backend is not None:
+            argv = backend_command(env, stack, case.endpoint.app, 9)
+            flag = "--workers" if stack.backend.startswith("gunicorn") else "--processes"
+            assert argv[argv.index(flag) + 1] == "1", case.id
+        if stack.front == "nginx":
+            conf = nginx_config(tmp_path, 1, 2, stack.protocol, tmp_path, as_root=False)
+            assert "worker_processes 1;" in conf
+        if stack.front == "edge":
+            assert "worker_processes: 1" in edge_config(tmp_path, 1, 2, stack.protocol, tmp_path)
+
+
+# -- outputs --------------------------------------------------------------------
+
+
+META: dict[str, Any] = {
+    "date": "2026-01-01 00:00 UTC",
+    "machine": {"cpu": "Test CPU", "cores": 2, "kernel": "Linux 6"},
+    "versions": {"Python": "3.11", "wrk": "4.1.0"},
+    "settings": {
+        "mode": "quick",
+        "runs": 1,
+        "duration_s": 3,
+        "warmup": "100 requests",
+        "pinning": "wrk on CPU 0, servers on CPU 1",
+        "gthread_threads": 4,
+        "only": [],
+    },
+    "elapsed_s": 12.0,
+}
+
+
+def _results() -> list[CaseResult]:
+    by_id = cases.case_by_id()
+    return [
+        CaseResult(by_id["appserver/raw-hello"], "ok", runs=[run(900)]),
+        CaseResult(by_id["uwsgi/raw-hello"], "ok", runs=[run(1000)]),
+        CaseResult(by_id["edge+appserver/raw-hello"], "missing", "no edge CLI | yet"),
+        CaseResult(by_id["uwsgi/django-json"], "not run", "left out by --quick"),
+    ]
+
+
+def test_anchor_ratio_and_markdown() -> None:
+    results = _results()
+    by_id = {r.case.id: r for r in results}
+    assert anchor_ratio(results[0], by_id) == pytest.approx(0.9)
+    assert anchor_ratio(results[2], by_id) is None
+    text = render_markdown(META, results, evaluate_all(TARGETS, results))
+    assert "0.90× uwsgi" in text
+    assert "missing: no edge CLI / yet" in text  # a pipe would break the table
+    assert "not run: left out by --quick" in text
+    assert "Test CPU, 2 cores" in text
+    assert "Warning" not in text
+    machine = {"cpu": "Test CPU", "cores": 2, "kernel": "Linux 6", "load_average_1m": [0.2, 3.5]}
+    busy = {**META, "machine": machine}
+    assert "load average up to 3.5" in render_markdown(busy, results, [])
+    assert text.count("⚠️ missing") == len(TARGETS)  # nothing a target needs was measured
+
+
+def test_json_is_serialisable_and_complete() -> None:
+    results = _results()
+    data = json.loads(json.dumps(to_json(META, results, evaluate_all(TARGETS, results))))
+    assert [case["id"] for case in data["cases"]] == [r.case.id for r in results]
+    assert data["cases"][0]["ratio_to_anchor"] == pytest.approx(0.9)
+    assert data["cases"][0]["summary"]["requests_per_s"] == 900
+    assert data["cases"][2]["summary"] is None
+    assert len(data["targets"]) == len(TARGETS)
