@@ -30,6 +30,7 @@ import yaml
 from edge.config.schema import (
     KNOWN_VARIABLES,
     MIB,
+    UPSTREAM_KEEPALIVE_TIMEOUT,
     VARIABLE_PREFIXES,
     AccessLogSettings,
     AccessRule,
@@ -602,7 +603,9 @@ class _Builder:
             balance=balance,
             resolve=self.field(spec, "resolve", path, _duration_or_off, 5.0),
             keepalive=self.field(spec, "keepalive", path, _int_at_least(0), 32),
-            keepalive_timeout=self.field(spec, "keepalive_timeout", path, parse_duration, 60.0),
+            keepalive_timeout=self.field(
+                spec, "keepalive_timeout", path, parse_duration, UPSTREAM_KEEPALIVE_TIMEOUT
+            ),
         )
 
     def upstream_server(self, node: object, path: str, balance: str) -> UpstreamServer | None:

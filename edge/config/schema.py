@@ -22,6 +22,11 @@ from typing import Literal, TypeAlias
 KIB = 1024
 MIB = 1024 * 1024
 
+# Idle pooled connections to HTTP upstreams are dropped after this long: below
+# gunicorn's 2 s keep-alive, so we never send on a connection the backend is
+# about to close (the keep-alive race behind load balancers, DESIGN.md #9).
+UPSTREAM_KEEPALIVE_TIMEOUT = 1.5
+
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 Balance: TypeAlias = Literal["round_robin", "least_conn", "ip_hash"]
@@ -339,7 +344,7 @@ class Upstream:
     # --scale` is picked up live; 0 = resolve once at start.
     resolve: float = 5.0
     keepalive: int = 32  # idle pooled connections kept per worker (HTTP upstreams)
-    keepalive_timeout: float = 60.0
+    keepalive_timeout: float = UPSTREAM_KEEPALIVE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,3 +184,39 @@ def test_slow_requests_on_one_thread_do_not_starve_others_with_threads(start_app
     assert time.monotonic() - started < 1.0
     for thread in slow:
         thread.join()
+
+
+def test_http_front_proxies_to_the_workers_and_survives_reload(start_appserver, tmp_path) -> None:
+    # --http: a front process (our edge) speaks HTTP and hands requests to the workers over uwsgi.
+    import re
+
+    from tests.support.nginx import free_port
+
+    port = free_port()
+    pidfile = tmp_path / "app.pid"
+    server = start_appserver(
+        "--http", f"127.0.0.1:{port}", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2",
+        "--pidfile", str(pidfile),
+    )
+    server.wait_ready(2)
+    server.wait_for_log(rf"listening on http://127.0.0.1:{port}")
+    address = ("127.0.0.1", port)
+    payload = os.urandom(300_000)
+    status, _, body = request(address, "POST", "/echo", payload)
+    assert status == 200 and json.loads(body)["sha256"] == hashlib.sha256(payload).hexdigest()
+    front_pid = int(re.search(r"spawned http front on \S+ \(pid: (\d+)\)", server.log()).group(1))
+
+    from appserver.cli import main as cli_main
+
+    assert cli_main(["--reload", str(pidfile)]) == 0
+    server.wait_for_log(r"reload: the new workers are ready")
+    assert request(address, "GET", "/echo")[0] == 200
+    assert server.count(r"spawned http front") == 1  # the front was kept across the reload
+    os.kill(front_pid, 0)
+
+    server.signal(15)
+    assert server.wait(timeout=30) == 0
+    log = server.log()
+    assert f"http front on 127.0.0.1:{port} (pid: {front_pid}) exited with status 0" in log
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=2)

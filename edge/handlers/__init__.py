@@ -1,0 +1,248 @@
+"""Location handlers, and the registry the front uses to find the one for a location.
+
+The front (``edge.protocol``) never imports a handler module itself: it asks
+``HandlerRegistry.handler_for(location)``, which builds one handler object per
+location when a worker starts and keeps it for the worker's life (the config
+is immutable; a reload starts new workers).  The mapping is:
+
+    StaticHandler  -> edge.handlers.static.StaticFiles(location, settings)
+    ReturnHandler  -> edge.handlers.fixed_response.FixedResponse(location, settings)
+    ProxyHandler   -> edge.handlers.proxy.ProxyHandlerImpl(location, runtime)
+
+where ``runtime`` is the worker's one ``edge.upstream.pool.UpstreamRuntime``
+(``UpstreamRuntime(config, error_log)``, ``await start()`` / ``await close()``),
+created only when the config has a proxied location.  Those two modules are
+imported lazily: when they are missing or fail to import, proxied locations
+answer 502 and the error log says why, while static files keep working.
+
+Every handler has ``async handle(exchange)`` (``edge.exchange.Handler``).  A
+handler may also set ``reads_body = False``: the front then reads and
+discards the request body *before* calling it, as nginx's static and return
+handlers do, so a malformed or oversized body is refused (400/413) whatever
+the location.  Handlers without the attribute read the body themselves.
+
+What handlers leave in ``request.extra`` for the logs (keys below): the proxy
+sets ``upstream_addr`` (``10.0.0.5:3031``), ``upstream`` (the URL the error
+log names, ``uwsgi://10.0.0.5:3031``), ``upstream_status``,
+``upstream_response_time`` (seconds, as text) and ``cache_status``
+(``HIT``/``MISS``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edge.config.schema import EdgeConfig, Location, ProxyHandler, ReturnHandler, StaticHandler
+from edge.exchange import Exchange, Request, UpstreamError
+
+if TYPE_CHECKING:
+    from edge.errorlog import ErrorLog
+
+# Keys of Request.extra read by the access and error logs.
+EXTRA_UPSTREAM_ADDR = "upstream_addr"
+EXTRA_UPSTREAM = "upstream"
+EXTRA_UPSTREAM_STATUS = "upstream_status"
+EXTRA_UPSTREAM_RESPONSE_TIME = "upstream_response_time"
+EXTRA_CACHE_STATUS = "cache_status"
+EXTRA_STATUS = "status"  # set by a handler that ends without a response (444)
+
+PROXY_MODULE = "edge.handlers.proxy"
+RUNTIME_MODULE = "edge.upstream.pool"
+
+
+class LocationHandler(Protocol):
+    async def handle(self, exchange: Exchange) -> None: ...
+
+
+class InternalRedirect(Exception):
+    """Serve the request from another URI (``/index.html?x``) or named location (``@app``).
+
+    Raised before the response starts (``try_files`` fallback); the front
+    re-matches the location, checks its ``access`` again and calls its handler,
+    as nginx's ``ngx_http_internal_redirect`` does.
+    """
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+class _Unavailable:
+    """Stands in for a proxy handler that could not be built: every request is a 502."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def handle(self, exchange: Exchange) -> None:
+        raise UpstreamError(f"proxy handler unavailable: {self.reason}", status=502)
+
+
+class HandlerRegistry:
+    """One handler object per location of one config, for one worker."""
+
+    def __init__(self, config: EdgeConfig, error_log: ErrorLog) -> None:
+        self.config = config
+        self.error_log = error_log
+        self.runtime: Any = None
+        self._proxy_problem: str | None = None
+        self._handlers: dict[int, tuple[Location, LocationHandler]] = {}
+
+    async def start(self) -> None:
+        """Build every handler; start the upstream runtime when something is proxied."""
+        locations = [loc for server in self.config.servers for loc in server.locations]
+        if any(isinstance(loc.handler, ProxyHandler) for loc in locations):
+            await self._start_runtime()
+        for location in locations:
+            self._handlers[id(location)] = (location, self._build(location))
+
+    async def _start_runtime(self) -> None:
+        try:
+            module = importlib.import_module(RUNTIME_MODULE)
+            runtime = module.UpstreamRuntime(self.config, self.error_log)
+            await runtime.start()
+        except ImportError as exc:
+            self._proxy_problem = f"{RUNTIME_MODULE} cannot be imported ({exc})"
+        except Exception as exc:  # a worker boundary: log it and serve the other locations
+            self._proxy_problem = f"the upstream runtime failed to start ({exc!r})"
+            self.error_log.log("alert", f"upstream runtime failed to start: {exc!r}", exc=exc)
+        else:
+            self.runtime = runtime
+            return
+        self.error_log.log(
+            "alert", f"proxied locations will answer 502: {self._proxy_problem}", always=True
+        )
+
+    def _build(self, location: Location) -> LocationHandler:
+        settings = location.handler
+        if isinstance(settings, StaticHandler):
+            from edge.handlers.static import StaticFiles
+
+            return StaticFiles(location, settings)
+        if isinstance(settings, ReturnHandler):
+            from edge.handlers.fixed_response import FixedResponse
+
+            return FixedResponse(location, settings)
+        if self._proxy_problem is not None or self.runtime is None:
+            return _Unavailable(self._proxy_problem or "no upstream runtime")
+        try:
+            module = importlib.import_module(PROXY_MODULE)
+            handler: LocationHandler = module.ProxyHandlerImpl(location, self.runtime)
+        except ImportError as exc:
+            self._proxy_problem = f"{PROXY_MODULE} cannot be imported ({exc})"
+            self.error_log.log(
+                "alert", f"proxied locations will answer 502: {self._proxy_problem}", always=True
+            )
+            return _Unavailable(self._proxy_problem)
+        return handler
+
+    def handler_for(self, location: Location) -> LocationHandler:
+        entry = self._handlers.get(id(location))
+        if entry is None or entry[0] is not location:
+            # A location of another config object (tests build registries by hand).
+            handler = self._build(location)
+            self._handlers[id(location)] = (location, handler)
+            return handler
+        return entry[1]
+
+    async def close(self) -> None:
+        for _location, handler in self._handlers.values():
+            close = getattr(handler, "close", None)
+            if close is not None:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+        self._handlers.clear()
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            await runtime.close()
+
+
+# --- $variables in try_files, return bodies and redirects ----------------------------
+
+_VARIABLE_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+
+
+def _arg(query: bytes, name: str) -> str:
+    for pair in query.split(b"&"):
+        key, _sep, value = pair.partition(b"=")
+        if key.decode("latin-1") == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _cookie(request: Request, name: str) -> str:
+    for key, value in request.headers:
+        if key != b"cookie":
+            continue
+        for item in value.split(b";"):
+            cookie_name, _sep, cookie_value = item.strip().partition(b"=")
+            if cookie_name.decode("latin-1") == name:
+                return cookie_value.decode("latin-1")
+    return ""
+
+
+def _header(request: Request, name: str) -> str:
+    wanted = name.replace("_", "-").encode("latin-1")
+    values = [value for key, value in request.headers if key == wanted]
+    return b", ".join(values).decode("latin-1")
+
+
+_SIMPLE: dict[str, Callable[[Request], str]] = {
+    "uri": lambda r: r.path,
+    "document_uri": lambda r: r.path,
+    "request_uri": lambda r: r.target.decode("latin-1"),
+    "args": lambda r: r.query.decode("latin-1"),
+    "query_string": lambda r: r.query.decode("latin-1"),
+    "is_args": lambda r: "?" if r.query else "",
+    "host": lambda r: r.host,
+    "scheme": lambda r: r.scheme,
+    "https": lambda r: "on" if r.scheme == "https" else "",
+    "remote_addr": lambda r: r.client_ip,
+    "remote_port": lambda r: str(r.client_port),
+    "server_addr": lambda r: r.server_addr,
+    "server_port": lambda r: str(r.server_port),
+    "server_name": lambda r: r.server.server_name[0] if r.server.server_name else "",
+    "server_protocol": lambda r: f"HTTP/{r.http_version}",
+    "request_method": lambda r: r.method,
+    "content_length": lambda r: "" if r.content_length is None else str(r.content_length),
+    "content_type": lambda r: (r.header(b"content-type") or b"").decode("latin-1"),
+    "document_root": lambda r: getattr(r.location.handler, "base_dir", "") or "",
+}
+
+
+def variable(request: Request, name: str) -> str:
+    """One nginx variable's value for ``request`` ("" when unknown or absent)."""
+    simple = _SIMPLE.get(name)
+    if simple is not None:
+        return simple(request)
+    if name.startswith("http_"):
+        return _header(request, name[5:])
+    if name.startswith("arg_"):
+        return _arg(request.query, name[4:])
+    if name.startswith("cookie_"):
+        return _cookie(request, name[7:])
+    return ""
+
+
+def expand_variables(template: str, request: Request) -> str:
+    """``$uri`` / ``${uri}`` style expansion; the loader has already refused unknown names."""
+    if "$" not in template:
+        return template
+    return _VARIABLE_RE.sub(lambda m: variable(request, m.group(1) or m.group(2)), template)
+
+
+# --- the small pages nginx sends on its own ------------------------------------------
+
+
+def special_response_body(status: int, reason: str) -> bytes:
+    """nginx's built-in error/redirect page (``ngx_http_special_response.c``), naming edge."""
+    title = f"{status} {reason}".rstrip()
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>edge</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode("ascii")

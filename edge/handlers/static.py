@@ -1,0 +1,654 @@
+"""Static files, nginx-style: root/alias, index, try_files, conditionals, ranges, gzip_static.
+
+Theory of operation
+-------------------
+The URI reaching us is already normalized (``edge.routing.normalize_uri``:
+escapes decoded, dot segments resolved, NUL and climbs above ``/`` refused
+with 400).  ``root`` appends it to the directory; ``alias`` replaces the
+location's prefix with the directory (nginx).  Whatever the mapping gives,
+a file is only served when the normalized path lies under the root/alias
+directory, *and*, unless ``allow_symlinks_outside``, when its real path
+(symlinks resolved) does too: ``/static../etc/passwd`` under an off-by-slash
+alias and a symlink to ``/etc`` both end in 404, never in a file outside.
+
+File-system work happens in the default executor, following aiohttp: one
+call opens (``O_NONBLOCK``, so a FIFO cannot hang a thread), checks where
+the descriptor really points (``/proc/self/fd``), ``fstat``s it (so the size and ETag describe the file we
+send, not one replaced since a ``stat``) and, for a small file, reads it.
+Larger files go out through ``ResponseSink.sendfile`` (zero-copy where the
+loop supports it).  With ``open_file_cache``, lookups (descriptors, and
+misses if ``errors``) are kept, bounded by ``max``, dropped when unused for
+``inactive``, and looked up again after ``valid`` seconds.  Descriptors are
+reference-counted so that evicting an entry never closes a file mid-send.
+
+The HTTP decisions are pure functions below (ETag, dates, conditionals per
+RFC 9110 §13.2.2, single ranges per RFC 9110 §14, ``expires``), so they are
+tested without files or sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import errno
+import mimetypes
+import os
+import stat
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
+
+from edge.config.schema import Expires, Location, OpenFileCache, StaticHandler
+from edge.exchange import ClientError, EdgeError, Exchange, Request
+from edge.handlers import InternalRedirect, expand_variables, special_response_body
+
+SMALL_FILE = 64 * 1024  # read in the lookup's executor call and sent from memory
+MAX_EXPIRES: Final = b"Thu, 31 Dec 2037 23:55:55 GMT"
+MAX_AGE_MAX: Final = 315360000
+EPOCH_EXPIRES: Final = b"Thu, 01 Jan 1970 00:00:01 GMT"
+DEFAULT_TYPE: Final = "application/octet-stream"  # nginx default_type
+
+# A subset of nginx's conf/mime.types, so a type does not depend on the host's
+# /etc/mime.types; other extensions fall back to Python's table.
+MIME_TYPES: Final[dict[str, str]] = {
+    "html": "text/html",
+    "htm": "text/html",
+    "shtml": "text/html",
+    "css": "text/css",
+    "xml": "text/xml",
+    "gif": "image/gif",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "js": "application/javascript",
+    "mjs": "application/javascript",
+    "atom": "application/atom+xml",
+    "rss": "application/rss+xml",
+    "txt": "text/plain",
+    "png": "image/png",
+    "svg": "image/svg+xml",
+    "svgz": "image/svg+xml",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "ico": "image/x-icon",
+    "bmp": "image/x-ms-bmp",
+    "tif": "image/tiff",
+    "tiff": "image/tiff",
+    "woff": "font/woff",
+    "woff2": "font/woff2",
+    "ttf": "font/ttf",
+    "otf": "font/otf",
+    "eot": "application/vnd.ms-fontobject",
+    "json": "application/json",
+    "map": "application/json",
+    "webmanifest": "application/manifest+json",
+    "wasm": "application/wasm",
+    "pdf": "application/pdf",
+    "zip": "application/zip",
+    "gz": "application/gzip",
+    "tar": "application/x-tar",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "m4a": "audio/x-m4a",
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "mpeg": "video/mpeg",
+    "mpg": "video/mpeg",
+    "mov": "video/quicktime",
+    "csv": "text/csv",
+    "md": "text/markdown",
+    "yaml": "application/yaml",
+    "yml": "application/yaml",
+}
+
+
+# --- pure decisions ------------------------------------------------------------------
+
+
+def content_type(name: str) -> bytes:
+    """Content-Type for a file name, from its extension (nginx's ``types``)."""
+    _base, dot, extension = name.rpartition(".")
+    if not dot or "/" in extension:
+        return DEFAULT_TYPE.encode()
+    found = MIME_TYPES.get(extension.lower())
+    if found is None:
+        found = mimetypes.types_map.get("." + extension.lower(), DEFAULT_TYPE)
+    return found.encode("ascii")
+
+
+def etag_for(mtime: float, size: int) -> bytes:
+    """nginx's ETag: ``"<mtime hex>-<size hex>"`` (``ngx_http_set_etag``)."""
+    return b'"%x-%x"' % (int(mtime), size)
+
+
+def http_date(timestamp: float) -> bytes:
+    return email.utils.formatdate(timestamp, usegmt=True).encode("ascii")
+
+
+def parse_http_date(value: bytes | None) -> float | None:
+    """An HTTP-date (any of RFC 9110's three forms) as a timestamp, or None."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def _etags(value: bytes) -> list[bytes]:
+    return [item.strip() for item in value.split(b",") if item.strip()]
+
+
+def _weak_match(value: bytes, etag: bytes) -> bool:
+    plain = etag.removeprefix(b"W/")
+    return any(item == b"*" or item.removeprefix(b"W/") == plain for item in _etags(value))
+
+
+def _strong_match(value: bytes, etag: bytes) -> bool:
+    if etag.startswith(b"W/"):
+        return any(item == b"*" for item in _etags(value))
+    return any(item == b"*" or item == etag for item in _etags(value))
+
+
+def evaluate_conditions(
+    method: str, header: Callable[[bytes], bytes | None], etag: bytes, mtime: float
+) -> int | None:
+    """RFC 9110 §13.2.2 order: 412 for a failed precondition, 304 for not modified, else None."""
+    if_match = header(b"if-match")
+    if if_match is not None:
+        if not _strong_match(if_match, etag):
+            return 412
+    else:
+        since = parse_http_date(header(b"if-unmodified-since"))
+        if since is not None and int(mtime) > since:
+            return 412
+    if_none_match = header(b"if-none-match")
+    if if_none_match is not None:
+        if _weak_match(if_none_match, etag):
+            return 304 if method in ("GET", "HEAD") else 412
+        return None
+    if method in ("GET", "HEAD"):
+        since = parse_http_date(header(b"if-modified-since"))
+        if since is not None and int(mtime) <= since:
+            return 304
+    return None
+
+
+class Unsatisfiable:
+    """``parse_range``'s answer for a range that lies outside the file (416)."""
+
+
+UNSATISFIABLE: Final = Unsatisfiable()
+
+
+def parse_range(value: bytes | None, size: int) -> tuple[int, int] | Unsatisfiable | None:
+    """One ``bytes=`` range as (first, last) inclusive; None means "send the whole file".
+
+    Several ranges are answered with the whole file, which RFC 9110 §14.2
+    allows; a malformed header is ignored (§14.2: a server MAY ignore Range).
+    """
+    if not value:
+        return None
+    unit, sep, spec = value.partition(b"=")
+    if not sep or unit.strip().lower() != b"bytes" or b"," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition(b"-")
+    if not dash:
+        return None
+    first_text, last_text = first_text.strip(), last_text.strip()
+    if first_text and not first_text.isdigit() or last_text and not last_text.isdigit():
+        return None
+    if not first_text:
+        if not last_text:
+            return None
+        suffix = int(last_text)  # "bytes=-N": the last N bytes
+        if suffix == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(0, size - suffix), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last_text and last < first:
+        return None  # syntactically invalid: ignore it
+    if first >= size:
+        return UNSATISFIABLE
+    return first, min(last, size - 1)
+
+
+def if_range_allows(value: bytes | None, etag: bytes, mtime: float) -> bool:
+    """``If-Range``: apply Range only if the representation is the one the client has."""
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith((b'"', b"W/")):
+        return not etag.startswith(b"W/") and value == etag
+    since = parse_http_date(value)
+    return since is not None and int(mtime) == since
+
+
+def expires_headers(expires: Expires, now: float) -> list[tuple[bytes, bytes]]:
+    """nginx ``expires``: Expires plus Cache-Control (``ngx_http_headers_filter_module``)."""
+    if expires.kind == "max":
+        return [(b"Expires", MAX_EXPIRES), (b"Cache-Control", b"max-age=%d" % MAX_AGE_MAX)]
+    if expires.kind == "epoch":
+        return [(b"Expires", EPOCH_EXPIRES), (b"Cache-Control", b"no-cache")]
+    seconds = expires.seconds
+    control = b"no-cache" if seconds < 0 else b"max-age=%d" % seconds
+    return [(b"Expires", http_date(now + seconds)), (b"Cache-Control", control)]
+
+
+def accepts_gzip(value: bytes | None) -> bool:
+    """Accept-Encoding lists gzip (or ``*``) with a non-zero q."""
+    if not value:
+        return False
+    for item in value.lower().split(b","):
+        coding, _sep, params = item.strip().partition(b";")
+        if coding.strip() not in (b"gzip", b"*"):
+            continue
+        q = params.strip()
+        if q.startswith(b"q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def inside(path: str, base: str) -> bool:
+    """``path`` is ``base`` or below it (both normalized, absolute)."""
+    return path == base or path.startswith(base if base.endswith("/") else base + "/")
+
+
+# --- file lookups (run in the executor) ----------------------------------------------
+
+FILE, DIRECTORY, MISSING, FORBIDDEN, ESCAPED = range(5)
+
+
+class OpenedFile:
+    """An open descriptor shared by the requests sending it; closed when the last lets go."""
+
+    __slots__ = ("path", "fd", "size", "mtime", "data", "refs", "cached")
+
+    def __init__(self, path: str, fd: int, size: int, mtime: float, data: bytes | None) -> None:
+        self.path = path
+        self.fd = fd
+        self.size = size
+        self.mtime = mtime
+        self.data = data  # the whole content of a small file
+        self.refs = 1
+        self.cached = False
+
+    def acquire(self) -> OpenedFile:
+        self.refs += 1
+        return self
+
+    def release(self) -> None:
+        self.refs -= 1
+        self._maybe_close()
+
+    def uncache(self) -> None:
+        self.cached = False
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self.refs <= 0 and not self.cached and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@dataclass(slots=True)
+class Lookup:
+    kind: int
+    path: str
+    file: OpenedFile | None = None
+    reason: str = ""  # for the error log: "2: No such file or directory"
+
+
+_PROC_FD = "/proc/self/fd/"
+_HAVE_PROC_FD = os.path.isdir(_PROC_FD)
+
+
+def _real_path(fd: int, path: str) -> str:
+    """Where the open descriptor really is.  On Linux one readlink of /proc/self/fd
+    names the very file we opened (no window for a symlink swap, and far cheaper than
+    ``os.path.realpath``, which lstat()s every component in Python)."""
+    if _HAVE_PROC_FD:
+        try:
+            return os.readlink(f"{_PROC_FD}{fd}")
+        except OSError:
+            pass
+    return os.path.realpath(path)
+
+
+def lookup(path: str, base: str, real_base: str, follow_outside: bool, keep_fd: bool) -> Lookup:
+    """Contain, open, check where the descriptor really is, fstat; read small files.  Blocking."""
+    normalized = os.path.normpath(path)
+    if not inside(normalized, base):
+        return Lookup(ESCAPED, path, reason="the path leaves the root")
+    try:
+        fd = os.open(normalized, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        kind = FORBIDDEN if exc.errno in (errno.EACCES, errno.EPERM) else MISSING
+        return Lookup(kind, path, reason=f"{exc.errno}: {exc.strerror}")
+    try:
+        if not follow_outside:
+            real = _real_path(fd, normalized)
+            if not inside(real, real_base):
+                os.close(fd)
+                return Lookup(ESCAPED, path, reason=f"a symlink leads outside the root to {real!r}")
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            os.close(fd)
+            return Lookup(DIRECTORY, path)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            return Lookup(MISSING, path, reason="not a regular file")
+        data = None
+        size = info.st_size
+        if size <= SMALL_FILE and not keep_fd:
+            data = os.pread(fd, size, 0)
+            size = len(data)
+            os.close(fd)
+            fd = -1
+        return Lookup(FILE, path, OpenedFile(path, fd, size, info.st_mtime, data))
+    except OSError as exc:
+        if fd >= 0:
+            os.close(fd)
+        return Lookup(FORBIDDEN, path, reason=f"{exc.errno}: {exc.strerror}")
+
+
+class FileCache:
+    """nginx ``open_file_cache``: bounded, ``inactive`` expiry, ``valid`` revalidation."""
+
+    __slots__ = ("settings", "_entries", "_uses")
+
+    def __init__(self, settings: OpenFileCache) -> None:
+        self.settings = settings
+        # path -> (lookup, looked up at, last used)
+        self._entries: OrderedDict[str, tuple[Lookup, float, float]] = OrderedDict()
+        self._uses: OrderedDict[str, int] = OrderedDict()  # toward min_uses
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, path: str, now: float) -> Lookup | None:
+        entry = self._entries.get(path)
+        if entry is None:
+            return None
+        found, looked_up, last_used = entry
+        if now - looked_up >= self.settings.valid or now - last_used >= self.settings.inactive:
+            self._drop(path)
+            return None
+        self._entries[path] = (found, looked_up, now)
+        self._entries.move_to_end(path)
+        if found.file is not None:
+            found.file.acquire()
+        return found
+
+    def put(self, path: str, found: Lookup, now: float) -> None:
+        if found.kind in (MISSING, FORBIDDEN, ESCAPED) and not self.settings.errors:
+            return
+        if self.settings.min_uses > 1:
+            uses = self._uses.pop(path, 0) + 1
+            if uses < self.settings.min_uses:
+                self._uses[path] = uses
+                while len(self._uses) > self.settings.max:
+                    self._uses.popitem(last=False)
+                return
+        self._drop(path)
+        if found.file is not None:
+            found.file.cached = True
+        self._entries[path] = (found, now, now)
+        while len(self._entries) > self.settings.max:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+
+    def _drop(self, path: str) -> None:
+        entry = self._entries.pop(path, None)
+        if entry is not None and entry[0].file is not None:
+            entry[0].file.uncache()
+
+    def close(self) -> None:
+        for path in list(self._entries):
+            self._drop(path)
+
+
+# --- the handler ---------------------------------------------------------------------
+
+
+class StaticFiles:
+    # The front discards a request body before calling us (nginx's static module does).
+    reads_body = False
+
+    def __init__(self, location: Location, settings: StaticHandler) -> None:
+        self.location = location
+        self.settings = settings
+        base = settings.base_dir
+        self.base = os.path.normpath(base) if base else "/"
+        self.real_base = os.path.realpath(self.base)
+        self.cache = FileCache(settings.open_file_cache) if settings.open_file_cache else None
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+    # -- mapping ---------------------------------------------------------------------
+
+    def file_path(self, uri: str) -> str:
+        """nginx's mapping: root + URI, or alias + the URI after the location's prefix."""
+        settings, location = self.settings, self.location
+        if settings.alias is not None:
+            if location.match in ("prefix", "prefix_no_regex") and uri.startswith(location.path):
+                return settings.alias + uri[len(location.path) :]
+            return settings.alias
+        return (settings.root or "").rstrip("/") + uri
+
+    async def _lookup(self, path: str) -> Lookup:
+        cache = self.cache
+        now = time.monotonic()
+        if cache is not None:
+            found = cache.get(path, now)
+            if found is not None:
+                return found
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(
+            None,
+            lookup,
+            path,
+            self.base,
+            self.real_base,
+            self.settings.allow_symlinks_outside,
+            cache is not None,
+        )
+        if cache is not None:
+            cache.put(path, found, now)
+        return found
+
+    async def _find(self, path: str, request: Request) -> tuple[Lookup, bool]:
+        """The file for ``path``, preferring ``path.gz`` when gzip_static applies."""
+        if self.settings.gzip_static and accepts_gzip(request.header(b"accept-encoding")):
+            compressed = await self._lookup(path + ".gz")
+            if compressed.kind == FILE:
+                return compressed, True
+            _release(compressed)
+        return await self._lookup(path), False
+
+    # -- requests --------------------------------------------------------------------
+
+    async def handle(self, exchange: Exchange) -> None:
+        request = exchange.request
+        if request.method not in ("GET", "HEAD"):
+            raise EdgeError(
+                f"method {request.method} is not allowed on static files", status=405, level="info"
+            )
+        if self.settings.try_files:
+            await self._try_files(exchange)
+            return
+        uri = request.path
+        path = self.file_path(uri)
+        if uri.endswith("/"):
+            await self._directory(exchange, path, uri)
+            return
+        found, gzipped = await self._find(path, request)
+        if found.kind == FILE:
+            await self._send(exchange, found, uri, gzipped)
+        elif found.kind == DIRECTORY:
+            await self._redirect_to_directory(exchange, uri)
+        else:
+            self._refuse(found)
+
+    async def _try_files(self, exchange: Exchange) -> None:
+        request = exchange.request
+        entries = self.settings.try_files
+        for entry in entries[:-1]:
+            # nginx: an entry written with a trailing slash tests for a directory.
+            want_directory = entry.endswith("/")
+            uri = expand_variables(entry[:-1] if want_directory else entry, request)
+            if not uri.startswith("/"):
+                uri = "/" + uri
+            path = self.file_path(uri)
+            if want_directory:
+                found = await self._lookup(path)
+                if found.kind == DIRECTORY:
+                    await self._directory(exchange, path, uri.rstrip("/") + "/")
+                    return
+                _release(found)
+                continue
+            found, gzipped = await self._find(path, request)
+            if found.kind == FILE:
+                await self._send(exchange, found, uri, gzipped)
+                return
+            _release(found)
+        fallback = entries[-1]
+        if fallback.startswith("="):
+            status = int(fallback[1:])
+            raise EdgeError(f"try_files fell back to {fallback}", status=status, level="info")
+        if fallback.startswith("@"):
+            raise InternalRedirect(fallback)
+        raise InternalRedirect(expand_variables(fallback, request))
+
+    async def _directory(self, exchange: Exchange, path: str, uri: str) -> None:
+        """A URI ending in "/": the first index file, else 403 (autoindex is off) or 404."""
+        directory = path.rstrip("/")
+        for name in self.settings.index:
+            found, gzipped = await self._find(f"{directory}/{name}", exchange.request)
+            if found.kind == FILE:
+                await self._send(exchange, found, uri + name, gzipped)
+                return
+            _release(found)
+        found = await self._lookup(directory or "/")
+        if found.kind == DIRECTORY:
+            raise EdgeError(f'directory index of "{directory}/" is forbidden', status=403)
+        self._refuse(found)
+
+    async def _redirect_to_directory(self, exchange: Exchange, uri: str) -> None:
+        """nginx answers a directory requested without its slash with a 301 to it."""
+        request, response = exchange.request, exchange.response
+        target = quote(uri.encode("utf-8", "surrogateescape") + b"/", safe="/:@!$&'()*+,;=-._~")
+        if request.query:
+            target += "?" + request.query.decode("latin-1")
+        body = special_response_body(301, "Moved Permanently")
+        await response.send_head(
+            301,
+            [
+                (b"Content-Type", b"text/html"),
+                (b"Content-Length", str(len(body)).encode()),
+                (b"Location", target.encode("latin-1")),
+            ],
+        )
+        await response.send(body)
+        await response.end()
+
+    def _refuse(self, found: Lookup) -> None:
+        if found.kind == FORBIDDEN:
+            raise EdgeError(f'open() "{found.path}" failed ({found.reason})', status=403)
+        if found.kind == ESCAPED:
+            raise EdgeError(f'"{found.path}" is not served: {found.reason}', status=404)
+        if found.kind == DIRECTORY:
+            raise EdgeError(f'"{found.path}" is a directory', status=404, level="info")
+        raise EdgeError(f'open() "{found.path}" failed ({found.reason})', status=404)
+
+    async def _send(self, exchange: Exchange, found: Lookup, uri: str, gzipped: bool) -> None:
+        file = found.file
+        assert file is not None
+        try:
+            await self._send_file(exchange, file, uri, gzipped)
+        finally:
+            file.release()
+
+    async def _send_file(
+        self, exchange: Exchange, file: OpenedFile, uri: str, gzipped: bool
+    ) -> None:
+        request, response = exchange.request, exchange.response
+        settings = self.settings
+        etag = etag_for(file.mtime, file.size)
+        validators = [(b"Last-Modified", http_date(file.mtime)), (b"ETag", etag)]
+        if settings.gzip_static:
+            validators.append((b"Vary", b"Accept-Encoding"))
+        if settings.expires is not None:
+            validators.extend(expires_headers(settings.expires, time.time()))
+        verdict = evaluate_conditions(request.method, request.header, etag, file.mtime)
+        if verdict == 304:
+            await response.send_head(304, validators)
+            await response.end()
+            return
+        if verdict == 412:
+            raise ClientError("precondition failed", status=412)
+        headers = [(b"Content-Type", content_type(uri))]
+        if gzipped:
+            headers.append((b"Content-Encoding", b"gzip"))
+        headers.extend(validators)
+        headers.append((b"Accept-Ranges", b"bytes"))
+        size = file.size
+        status, first, count = 200, 0, size
+        range_header = request.header(b"range")
+        if range_header is not None and if_range_allows(
+            request.header(b"if-range"), etag, file.mtime
+        ):
+            wanted = parse_range(range_header, size)
+            if isinstance(wanted, Unsatisfiable):
+                await self._unsatisfiable(exchange, size, headers)
+                return
+            if wanted is not None:
+                first, last = wanted
+                status, count = 206, last - first + 1
+                headers.append((b"Content-Range", b"bytes %d-%d/%d" % (first, last, size)))
+        headers.append((b"Content-Length", str(count).encode()))
+        await response.send_head(status, headers)
+        if request.method == "GET" and count:
+            if file.data is not None:
+                await response.send(file.data[first : first + count])
+            elif count <= SMALL_FILE:
+                # A cached descriptor: a small pread from the page cache costs less
+                # than a trip through the executor.
+                await response.send(os.pread(file.fd, count, first))
+            else:
+                await response.sendfile(file.fd, first, count)
+        await response.end()
+
+    async def _unsatisfiable(
+        self, exchange: Exchange, size: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        body = special_response_body(416, "Range Not Satisfiable")
+        kept = [item for item in headers if item[0] in (b"Last-Modified", b"ETag", b"Vary")]
+        await exchange.response.send_head(
+            416,
+            [
+                (b"Content-Type", b"text/html"),
+                *kept,
+                (b"Content-Range", b"bytes */%d" % size),
+                (b"Content-Length", str(len(body)).encode()),
+            ],
+        )
+        await exchange.response.send(body)
+        await exchange.response.end()
+
+
+def _release(found: Lookup) -> None:
+    if found.file is not None:
+        found.file.release()

@@ -1,0 +1,355 @@
+"""Listening sockets, the per-worker server state, and one worker's serving loop.
+
+Theory of operation
+-------------------
+The master binds every ``listen`` address once, as ``slots`` sockets sharing
+the port through ``SO_REUSEPORT`` (one per worker, so the kernel spreads new
+connections over the workers instead of waking them all).  Workers inherit
+the sockets by ``fork``; the master keeps its copies, so a socket, and the
+connections queued on it, outlive any worker: a respawned worker or the next
+generation after SIGHUP accepts from the very same queue, which is why a
+reload drops nothing.  Worker ``i`` of ``n`` serves the sockets ``j`` with
+``j % n == i`` (or shares socket ``i % slots`` when there are fewer sockets
+than workers), so no socket is ever left without a worker.
+
+A worker runs one event loop (uvloop when it imports) and one ``ServerState``:
+the config, its router and handlers, limit zones, logs, and the live
+connections and request tasks that a graceful stop waits for.  Signals only
+set the stop mode (STYLE rule 6); the loop does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+from edge.accesslog import AccessEntry, AccessLogFormatter
+from edge.config.schema import EdgeConfig, Listen
+from edge.errorlog import ErrorLog, LogFile
+from edge.handlers import HandlerRegistry
+from edge.limits import ConnectionCountZone, RequestRateZone
+from edge.protocol import HEAD, IDLE, LINGER, HttpConnection
+from edge.routing import Router
+
+LISTEN_BACKLOG = 511  # nginx's default (NGX_LISTEN_BACKLOG); the kernel caps it at somaxconn
+GRACEFUL_TIMEOUT = 30.0  # a graceful stop waits this long for busy connections
+MASTER_CHECK_INTERVAL = 1.0
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_BOOT = 3  # a worker that cannot start: the master must not respawn it in a loop
+
+
+class ListenError(Exception):
+    """A listen address that cannot be bound; the message is one log line."""
+
+
+@dataclass(slots=True)
+class ListenSockets:
+    """The sockets bound for one configured ``listen``."""
+
+    listen: Listen
+    sockets: list[socket.socket] = field(default_factory=list)
+    reuseport: bool = False
+
+    @property
+    def bound(self) -> str:
+        host, port = self.sockets[0].getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def for_worker(self, index: int, workers: int) -> list[socket.socket]:
+        count = len(self.sockets)
+        if count >= workers:
+            return [sock for j, sock in enumerate(self.sockets) if j % workers == index]
+        return [self.sockets[index % count]]
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+
+def _new_socket(family: socket.AddressFamily, reuseport: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # nginx's ipv6only=on
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_listen(listen: Listen, slots: int, existing: ListenSockets | None = None) -> ListenSockets:
+    """Bind ``listen`` as ``slots`` sockets (more are added to ``existing`` when it has fewer)."""
+    if existing is not None and (len(existing.sockets) >= slots or not existing.reuseport):
+        return existing
+    try:
+        infos = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot resolve listen address {listen}: {exc.strerror}") from None
+    family, _type, _proto, _name, address = infos[0]
+    reuseport = existing.reuseport if existing else slots > 1 and hasattr(socket, "SO_REUSEPORT")
+    result = existing or ListenSockets(listen, reuseport=reuseport)
+    wanted = slots if reuseport else 1
+    created: list[socket.socket] = []
+    try:
+        while len(result.sockets) + len(created) < wanted:
+            sock = _new_socket(family, reuseport)
+            created.append(sock)
+            if result.sockets or len(created) > 1:
+                # Port 0 was resolved by the first bind: the others join that port.
+                port = (result.sockets or created)[0].getsockname()[1]
+                sock.bind((address[0], port, *address[2:]))
+            else:
+                sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in created:
+            sock.close()
+        raise ListenError(f"bind() to {listen} failed ({exc.errno}: {exc.strerror})") from None
+    result.sockets.extend(created)
+    return result
+
+
+# --- the state one worker serves with ------------------------------------------------
+
+
+class ServerState:
+    """Everything connections of one worker share; built once per worker and config."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        error_log: ErrorLog,
+        access_log: LogFile | None,
+    ) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.error_log = error_log
+        self.access_log = access_log
+        self.access_format = AccessLogFormatter(config.access_log.format)
+        self.handlers = HandlerRegistry(config, error_log)
+        self.req_zones = {
+            zone.name: RequestRateZone.from_config(zone) for zone in config.limit_req_zones
+        }
+        self.conn_zones = {
+            zone.name: ConnectionCountZone.from_config(zone) for zone in config.limit_conn_zones
+        }
+        # A dict keeps insertion order: the oldest connection comes first when
+        # worker_connections forces one out.
+        self.connections: dict[HttpConnection, None] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.worker_connections = config.worker_connections
+        self.stopping = False
+        self.sendfile_native = True
+        self._numbers = itertools.count(1)
+        self._date_second = -1
+        self._date = b""
+        self.idle_event: asyncio.Event | None = None
+
+    def next_connection_number(self) -> int:
+        return next(self._numbers)
+
+    def admit(self, conn: HttpConnection) -> bool:
+        """Register a new connection, making room under ``worker_connections`` if needed."""
+        if len(self.connections) >= self.worker_connections and not self._make_room():
+            self.error_log.log(
+                "alert", f"{self.worker_connections} worker_connections are not enough"
+            )
+            return False
+        self.connections[conn] = None
+        return True
+
+    def _make_room(self) -> bool:
+        # nginx reuses idle keep-alive connections; we also reclaim lingering ones and,
+        # last, the oldest connection still trickling in its head, so that a slowloris
+        # cannot lock everyone else out until client_header_timeout.
+        for wanted in (LINGER, IDLE, HEAD):
+            for conn in self.connections:
+                if conn.phase == wanted:
+                    self.error_log.log(
+                        "warn",
+                        f"{self.worker_connections} worker_connections are not enough, "
+                        "reusing connections",
+                    )
+                    self.connections.pop(conn, None)
+                    conn.abort()
+                    return True
+        return False
+
+    def forget(self, conn: HttpConnection) -> None:
+        self.connections.pop(conn, None)
+        if self.stopping and not self.connections and self.idle_event is not None:
+            self.idle_event.set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def http_date(self) -> bytes:
+        """The Date header, formatted once per second."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = email.utils.formatdate(now, usegmt=True).encode("ascii")
+        return self._date
+
+    def write_access(self, entry: AccessEntry) -> None:
+        if self.access_log is not None:
+            self.access_log.write_line(self.access_format.format(entry))
+
+
+# --- one worker process ------------------------------------------------------------------
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it imports (uvicorn's loops/auto.py), else the stdlib loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class Worker:
+    """Serves the given sockets until told to stop (SIGQUIT graceful, SIGTERM/SIGINT fast)."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        listeners: list[tuple[Listen, list[socket.socket]]],
+        *,
+        error_log: ErrorLog,
+        access_log: LogFile | None,
+        notify: Callable[[], None] | None = None,
+        master_pid: int | None = None,
+    ) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.error_log = error_log
+        self.access_log = access_log
+        self.notify = notify
+        self.master_pid = master_pid
+        self.stop_mode: str | None = None
+        self.state: ServerState | None = None
+        self._stop = asyncio.Event()
+        self._fast = asyncio.Event()
+        self._servers: list[asyncio.base_events.Server] = []
+
+    def request_stop(self, mode: str) -> None:
+        """Signal handlers call this: it only records the request (STYLE rule 6)."""
+        if self.stop_mode != "fast":
+            self.stop_mode = mode
+        if mode == "fast":
+            self._fast.set()
+        self._stop.set()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        """Errors the loop catches (in protocol callbacks) go to the error log, not stderr."""
+        exc = context.get("exception")
+        message = str(context.get("message") or "unhandled error in the event loop")
+        self.error_log.log("alert", message, exc=exc if isinstance(exc, BaseException) else None)
+
+    def _reopen_logs(self) -> None:
+        self.error_log.reopen()
+        if self.access_log is not None:
+            self.access_log.reopen()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
+        state = ServerState(self.config, error_log=self.error_log, access_log=self.access_log)
+        self.state = state
+        try:
+            await state.handlers.start()
+            for listen, sockets in self.listeners:
+                for sock in sockets:
+                    server = await loop.create_server(
+                        partial(HttpConnection, state, listen), sock=sock, backlog=LISTEN_BACKLOG
+                    )
+                    self._servers.append(server)
+        except Exception as exc:  # the worker's boot boundary: report, exit with EXIT_BOOT
+            self.error_log.log("emerg", f"worker failed to start: {exc!r}", exc=exc, always=True)
+            return EXIT_BOOT
+        for signum, mode in (
+            (signal.SIGTERM, "fast"),
+            (signal.SIGINT, "fast"),
+            (signal.SIGQUIT, "graceful"),
+        ):
+            loop.add_signal_handler(signum, self.request_stop, mode)
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master reloads, not us
+        if self.notify is not None:
+            self.notify()
+        watchdog = loop.create_task(self._watch_master()) if self.master_pid else None
+        await self._stop.wait()
+        if watchdog is not None:
+            watchdog.cancel()
+        await self._shutdown(state, graceful=self.stop_mode == "graceful")
+        return EXIT_OK
+
+    async def _watch_master(self) -> None:
+        # Without a master nobody would ever stop or reload us: leave gracefully.
+        while True:
+            await asyncio.sleep(MASTER_CHECK_INTERVAL)
+            if os.getppid() != self.master_pid:
+                self.error_log.log("alert", "the master process is gone; stopping", always=True)
+                self.request_stop("graceful")
+                return
+
+    async def _shutdown(self, state: ServerState, *, graceful: bool) -> None:
+        state.stopping = True
+        for server in self._servers:
+            server.close()
+        if graceful:
+            state.idle_event = asyncio.Event()
+            for conn in list(state.connections):
+                conn.shutdown()
+            if state.connections:
+                idle = asyncio.ensure_future(state.idle_event.wait())
+                fast = asyncio.ensure_future(self._fast.wait())
+                done, pending = await asyncio.wait(
+                    (idle, fast), timeout=GRACEFUL_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in pending:
+                    future.cancel()
+                if not done:
+                    self.error_log.log(
+                        "warn",
+                        f"graceful stop: {len(state.connections)} connections still busy "
+                        f"after {GRACEFUL_TIMEOUT:.0f}s, closing them",
+                    )
+        for conn in list(state.connections):
+            conn.abort()
+        for task in list(state.tasks):
+            task.cancel()
+        if state.tasks:
+            await asyncio.gather(*state.tasks, return_exceptions=True)
+        await state.handlers.close()
+
+
+def run_worker(worker: Worker) -> int:
+    """Run ``worker`` on a fresh event loop; the process's exit code."""
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(worker.run())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,380 @@
+"""edge.handlers.static: the pure HTTP decisions, path safety, the open-file cache, the handler."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.config.schema import Expires, Location, OpenFileCache, Server, StaticHandler
+from edge.exchange import EdgeError, Exchange, Request
+from edge.handlers import InternalRedirect
+from edge.handlers.static import (
+    DIRECTORY,
+    ESCAPED,
+    FILE,
+    MISSING,
+    SMALL_FILE,
+    UNSATISFIABLE,
+    FileCache,
+    StaticFiles,
+    accepts_gzip,
+    content_type,
+    etag_for,
+    evaluate_conditions,
+    expires_headers,
+    if_range_allows,
+    inside,
+    lookup,
+    parse_range,
+)
+
+# --- pure decisions ------------------------------------------------------------------------
+
+
+def test_etag_is_nginx_hex_mtime_dash_hex_size() -> None:
+    assert etag_for(1700000000.9, 1234) == b'"6553f100-4d2"'
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [
+        (b"bytes=0-9", 100, (0, 9)),
+        (b"bytes=90-", 100, (90, 99)),
+        (b"bytes=-10", 100, (90, 99)),
+        (b"bytes=-1000", 100, (0, 99)),
+        (b"bytes=50-1000", 100, (50, 99)),
+        (b"bytes=100-", 100, UNSATISFIABLE),
+        (b"bytes=-0", 100, UNSATISFIABLE),
+        (b"bytes=0-0", 0, UNSATISFIABLE),
+        (b"bytes=5-1", 100, None),  # invalid: ignored
+        (b"bytes=0-1,5-6", 100, None),  # several ranges: the whole file
+        (b"items=0-1", 100, None),
+        (b"bytes=a-b", 100, None),
+        (None, 100, None),
+    ],
+)
+def test_parse_range(header: bytes | None, size: int, expected: Any) -> None:
+    assert parse_range(header, size) == expected
+
+
+def _headers(**values: str) -> Any:
+    table = {name.replace("_", "-").encode(): value.encode() for name, value in values.items()}
+    return table.get
+
+
+MTIME = 1_700_000_000.0
+ETAG = etag_for(MTIME, 10)
+AT = email.utils.formatdate(MTIME, usegmt=True)
+BEFORE = email.utils.formatdate(MTIME - 60, usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "expected"),
+    [
+        ("GET", {}, None),
+        ("GET", {"if_none_match": ETAG.decode()}, 304),
+        ("GET", {"if_none_match": f'"x", W/{ETAG.decode()}'}, 304),  # weak comparison
+        ("GET", {"if_none_match": "*"}, 304),
+        ("GET", {"if_none_match": '"other"', "if_modified_since": AT}, None),  # INM wins
+        ("HEAD", {"if_modified_since": AT}, 304),
+        ("GET", {"if_modified_since": BEFORE}, None),
+        ("GET", {"if_modified_since": "not a date"}, None),
+        ("POST", {"if_none_match": ETAG.decode()}, 412),
+        ("GET", {"if_match": '"other"'}, 412),
+        ("GET", {"if_match": ETAG.decode()}, None),
+        ("GET", {"if_unmodified_since": BEFORE}, 412),
+    ],
+)
+def test_conditionals_follow_rfc9110_order(
+    method: str, headers: dict[str, str], expected: int | None
+) -> None:
+    assert evaluate_conditions(method, _headers(**headers), ETAG, MTIME) == expected
+
+
+def test_if_range_needs_the_same_validator() -> None:
+    assert if_range_allows(None, ETAG, MTIME)
+    assert if_range_allows(ETAG, ETAG, MTIME)
+    assert not if_range_allows(b'"stale"', ETAG, MTIME)
+    assert if_range_allows(AT.encode(), ETAG, MTIME)
+    assert not if_range_allows(BEFORE.encode(), ETAG, MTIME)
+
+
+def test_expires_follows_nginx() -> None:
+    now = 1_000_000.0
+    assert expires_headers(Expires("after", 3600), now) == [
+        (b"Expires", email.utils.formatdate(now + 3600, usegmt=True).encode()),
+        (b"Cache-Control", b"max-age=3600"),
+    ]
+    assert expires_headers(Expires("max"), now) == [
+        (b"Expires", b"Thu, 31 Dec 2037 23:55:55 GMT"),
+        (b"Cache-Control", b"max-age=315360000"),
+    ]
+    assert expires_headers(Expires("epoch"), now) == [
+        (b"Expires", b"Thu, 01 Jan 1970 00:00:01 GMT"),
+        (b"Cache-Control", b"no-cache"),
+    ]
+    assert expires_headers(Expires("after", -60), now)[1] == (b"Cache-Control", b"no-cache")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"gzip, deflate, br", True),
+        (b"br;q=1.0, gzip;q=0.5", True),
+        (b"gzip;q=0", False),
+        (b"*", True),
+        (b"identity", False),
+        (None, False),
+    ],
+)
+def test_accepts_gzip(header: bytes | None, expected: bool) -> None:
+    assert accepts_gzip(header) is expected
+
+
+def test_content_types_come_from_the_extension() -> None:
+    assert content_type("/a/app.js") == b"application/javascript"
+    assert content_type("/a/INDEX.HTML") == b"text/html"
+    assert content_type("/a/logo.svg") == b"image/svg+xml"
+    assert content_type("/a/noext") == b"application/octet-stream"
+    assert content_type("/a.b/noext") == b"application/octet-stream"
+
+
+def test_inside() -> None:
+    assert inside("/srv/static", "/srv/static")
+    assert inside("/srv/static/a", "/srv/static")
+    assert not inside("/srv/staticfoo", "/srv/static")
+    assert inside("/etc", "/")
+
+
+# --- lookups and path safety ------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "index.html").write_text("<h1>home</h1>")
+    (root / "sub" / "page.txt").write_text("page")
+    (root / "big.bin").write_bytes(os.urandom(SMALL_FILE + 1))
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "out").symlink_to(tmp_path / "secret.txt")
+    (root / "in").symlink_to(root / "sub" / "page.txt")
+    return root
+
+
+def _lookup(tree: Path, relative: str, follow: bool = False, keep_fd: bool = False) -> Any:
+    base = str(tree)
+    return lookup(os.path.join(base, relative), base, os.path.realpath(base), follow, keep_fd)
+
+
+def test_lookup_reads_small_files_and_keeps_large_ones_open(tree: Path) -> None:
+    small = _lookup(tree, "index.html")
+    assert small.kind == FILE and small.file.data == b"<h1>home</h1>" and small.file.fd == -1
+    large = _lookup(tree, "big.bin")
+    assert large.kind == FILE and large.file.data is None and large.file.fd >= 0
+    large.file.release()
+    assert large.file.fd == -1
+    assert _lookup(tree, "sub").kind == DIRECTORY
+    assert _lookup(tree, "nope").kind == MISSING
+
+
+def test_symlinks_are_followed_inside_the_root_only(tree: Path) -> None:
+    assert _lookup(tree, "in").kind == FILE
+    assert _lookup(tree, "out").kind == ESCAPED
+    assert _lookup(tree, "out", follow=True).kind == FILE
+
+
+def test_textual_escapes_never_leave_the_root(tree: Path) -> None:
+    assert _lookup(tree, "../secret.txt").kind == ESCAPED
+    assert _lookup(tree, "sub/../../secret.txt", follow=True).kind == ESCAPED
+
+
+def test_file_cache_bounds_revalidates_and_closes_only_unused_files(tree: Path) -> None:
+    cache = FileCache(OpenFileCache(max=2, inactive=10, valid=5, errors=False))
+    first = _lookup(tree, "big.bin", keep_fd=True)
+    cache.put("big", first, now=0)
+    hit = cache.get("big", now=1)
+    assert hit is first and first.file.refs == 2
+    first.file.release()
+    first.file.release()  # both requests are done; the cache still holds the descriptor
+    assert first.file.fd >= 0
+    cache.put("a", _lookup(tree, "index.html", keep_fd=True), now=1)
+    cache.put("b", _lookup(tree, "sub/page.txt", keep_fd=True), now=1)
+    assert len(cache) == 2 and first.file.fd == -1  # evicted and closed
+    assert cache.get("a", now=7) is None  # older than valid: looked up again
+    cache.put("missing", _lookup(tree, "nope"), now=1)
+    assert cache.get("missing", now=1) is None  # errors: off
+
+
+# --- the handler, with a recording response --------------------------------------------------
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[bytes, bytes] = {}
+        self.body = b""
+        self.started = False
+        self.ended = False
+
+    async def send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None
+    ) -> None:
+        self.started = True
+        self.status = status
+        self.headers = {name.lower(): value for name, value in headers}
+
+    async def send(self, data: bytes) -> None:
+        self.body += data
+
+    async def sendfile(self, file: object, offset: int, count: int) -> None:
+        assert isinstance(file, int)
+        self.body += os.pread(file, count, offset)
+
+    async def end(self) -> None:
+        self.ended = True
+
+
+def _request(location: Location, path: str, method: str = "GET", **headers: str) -> Request:
+    return Request(
+        method=method,
+        target=path.encode(),
+        path=path,
+        raw_path=path.encode(),
+        query=b"",
+        http_version="1.1",
+        headers=[
+            (name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()
+        ],
+        host="localhost",
+        scheme="http",
+        client_ip="127.0.0.1",
+        client_port=1,
+        peer_ip="127.0.0.1",
+        server_addr="127.0.0.1",
+        server_port=80,
+        server=Server(),
+        location=location,
+        content_length=None,
+        chunked=False,
+        keep_alive=True,
+        started=0.0,
+        request_line=f"{method} {path} HTTP/1.1",
+    )
+
+
+def serve(handler: StaticFiles, path: str, method: str = "GET", **headers: str) -> RecordingSink:
+    sink = RecordingSink()
+    exchange = Exchange(_request(handler.location, path, method, **headers), None, sink)  # type: ignore[arg-type]
+    asyncio.run(handler.handle(exchange))
+    return sink
+
+
+def static(path: str, **settings: Any) -> StaticFiles:
+    handler = StaticHandler(**settings)
+    return StaticFiles(Location(path=path, match="prefix", handler=handler), handler)
+
+
+def test_root_serves_files_index_and_redirects_directories(tree: Path) -> None:
+    handler = static("/", root=str(tree))
+    page = serve(handler, "/sub/page.txt")
+    assert (
+        page.status == 200
+        and page.body == b"page"
+        and page.headers[b"content-type"] == b"text/plain"
+    )
+    assert page.headers[b"content-length"] == b"4" and page.headers[b"accept-ranges"] == b"bytes"
+    assert serve(handler, "/").body == b"<h1>home</h1>"
+    moved = serve(handler, "/sub")
+    assert moved.status == 301 and moved.headers[b"location"] == b"/sub/"
+    with pytest.raises(EdgeError) as forbidden:
+        serve(handler, "/sub/")  # no index.html there and autoindex is off
+    assert forbidden.value.status == 403
+    with pytest.raises(EdgeError) as missing:
+        serve(handler, "/nope.txt")
+    assert missing.value.status == 404 and "No such file or directory" in str(missing.value)
+    with pytest.raises(EdgeError) as escaped:
+        serve(handler, "/out")
+    assert escaped.value.status == 404
+    with pytest.raises(EdgeError) as post:
+        serve(handler, "/index.html", method="POST")
+    assert post.value.status == 405
+
+
+def test_large_files_go_through_sendfile_with_ranges(tree: Path) -> None:
+    handler = static("/", root=str(tree))
+    data = (tree / "big.bin").read_bytes()
+    assert serve(handler, "/big.bin").body == data
+    part = serve(handler, "/big.bin", range="bytes=10-19")
+    assert part.status == 206 and part.body == data[10:20]
+    assert part.headers[b"content-range"] == b"bytes 10-19/%d" % len(data)
+    too_far = serve(handler, "/big.bin", range=f"bytes={len(data)}-")
+    assert too_far.status == 416 and too_far.headers[b"content-range"] == b"bytes */%d" % len(data)
+
+
+def test_alias_replaces_the_prefix_and_off_by_slash_cannot_escape(tree: Path) -> None:
+    handler = static("/static", alias=str(tree) + "/")  # the classic off-by-slash config
+    assert serve(handler, "/static/sub/page.txt").body == b"page"
+    with pytest.raises(EdgeError) as escaped:
+        serve(handler, "/static../secret.txt")
+    assert escaped.value.status == 404
+
+
+def test_try_files_serves_the_first_match_or_redirects_internally(tree: Path) -> None:
+    handler = static("/", root=str(tree), try_files=("$uri", "$uri/", "/index.html"))
+    assert serve(handler, "/sub/page.txt").body == b"page"
+    assert serve(handler, "/").body == b"<h1>home</h1>"  # "$uri/" -> the index
+    with pytest.raises(InternalRedirect) as redirect:
+        serve(handler, "/client/side/route")
+    assert redirect.value.target == "/index.html"
+    named = static("/", root=str(tree), try_files=("$uri", "@app"))
+    with pytest.raises(InternalRedirect) as to_named:
+        serve(named, "/nope")
+    assert to_named.value.target == "@app"
+    coded = static("/", root=str(tree), try_files=("$uri", "=418"))
+    with pytest.raises(EdgeError) as teapot:
+        serve(coded, "/nope")
+    assert teapot.value.status == 418
+
+
+def test_gzip_static_prefers_the_gz_file_and_varies(tree: Path) -> None:
+    (tree / "app.js").write_text("plain")
+    (tree / "app.js.gz").write_bytes(b"\x1f\x8bcompressed")
+    handler = static("/", root=str(tree), gzip_static=True)
+    zipped = serve(handler, "/app.js", accept_encoding="gzip, br")
+    assert zipped.body == b"\x1f\x8bcompressed"
+    assert zipped.headers[b"content-encoding"] == b"gzip"
+    assert zipped.headers[b"content-type"] == b"application/javascript"
+    assert zipped.headers[b"vary"] == b"Accept-Encoding"
+    plain = serve(handler, "/app.js")
+    assert plain.body == b"plain" and b"content-encoding" not in plain.headers
+    assert plain.headers[b"vary"] == b"Accept-Encoding"
+
+
+def test_conditional_requests_and_expires(tree: Path) -> None:
+    handler = static("/", root=str(tree), expires=Expires("after", 60))
+    first = serve(handler, "/index.html")
+    assert first.headers[b"cache-control"] == b"max-age=60" and b"expires" in first.headers
+    etag = first.headers[b"etag"].decode()
+    again = serve(handler, "/index.html", if_none_match=etag)
+    assert again.status == 304 and again.body == b"" and again.headers[b"etag"] == etag.encode()
+    since = serve(
+        handler, "/index.html", if_modified_since=first.headers[b"last-modified"].decode()
+    )
+    assert since.status == 304
+    head = serve(handler, "/index.html", method="HEAD")
+    assert head.status == 200 and head.headers[b"content-length"] == b"13"
+
+
+def test_open_file_cache_serves_from_cached_descriptors(tree: Path) -> None:
+    handler = static("/", root=str(tree), open_file_cache=OpenFileCache(max=10, valid=60))
+    assert serve(handler, "/sub/page.txt").body == b"page"
+    assert handler.cache is not None and len(handler.cache) == 1
+    assert serve(handler, "/sub/page.txt", range="bytes=1-2").body == b"ag"
+    handler.close()
+    assert len(handler.cache) == 0

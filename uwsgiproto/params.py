@@ -1,0 +1,164 @@
+"""nginx's ``uwsgi_params`` as data, and the vars a proxy sends for one request.
+
+Theory of operation
+-------------------
+nginx builds a uwsgi request (``ngx_http_uwsgi_create_request``) from two
+sources, in this order:
+
+1. every ``uwsgi_param`` line, in configuration order.  An ``if_not_empty``
+   param whose value came out empty is skipped; any other param is sent even
+   when empty (``CONTENT_LENGTH ""`` for a GET, as nginx does);
+2. every client header as ``HTTP_`` + the name upper-cased with ``-`` -> ``_``.
+   Repeats are joined with ``", "`` (``Cookie`` with ``"; "``, since nginx
+   1.23), in the position of the first one.  A header whose var a param
+   already set (``uwsgi_param HTTP_HOST $host``) is dropped, so the param wins.
+
+One deliberate difference: nginx also sends ``HTTP_CONTENT_TYPE`` and
+``HTTP_CONTENT_LENGTH`` next to ``CONTENT_TYPE``/``CONTENT_LENGTH``.  PEP 3333
+(and ``wsgiref.validate``) forbid those keys and RFC 3875 §4.1.18 lets a
+server leave out headers already carried by a meta-variable; real uWSGI
+passes them on to the app, so we drop them whenever the param is set, as
+gunicorn and waitress do.
+
+``UWSGI_PARAMS`` is nginx's stock ``conf/uwsgi_params`` file; the values are
+nginx ``$variable`` templates that the proxy expands (this module knows
+nothing of requests, sockets or variables: bytes and strings in, bytes out).
+
+Header names holding ``_`` are dropped, as nginx does by default
+(``underscores_in_headers off``): ``X_Forwarded_Proto`` and
+``X-Forwarded-Proto`` would both become ``HTTP_X_FORWARDED_PROTO`` and one
+could impersonate the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from uwsgiproto.errors import VarsTooLarge
+from uwsgiproto.packet import MAX_DATASIZE, MODIFIER_WSGI, encode_header
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One ``uwsgi_param NAME VALUE [if_not_empty]`` line; ``value`` is an nginx template."""
+
+    name: str
+    value: str
+    if_not_empty: bool = False
+
+
+# nginx conf/uwsgi_params (REFERENCE §2): the set every `include uwsgi_params` sends.
+UWSGI_PARAMS: Final[tuple[Param, ...]] = (
+    Param("QUERY_STRING", "$query_string"),
+    Param("REQUEST_METHOD", "$request_method"),
+    Param("CONTENT_TYPE", "$content_type"),
+    Param("CONTENT_LENGTH", "$content_length"),
+    Param("REQUEST_URI", "$request_uri"),
+    Param("PATH_INFO", "$document_uri"),
+    Param("DOCUMENT_ROOT", "$document_root"),
+    Param("SERVER_PROTOCOL", "$server_protocol"),
+    Param("REQUEST_SCHEME", "$scheme"),
+    Param("HTTPS", "$https", if_not_empty=True),
+    Param("REMOTE_ADDR", "$remote_addr"),
+    Param("REMOTE_PORT", "$remote_port"),
+    Param("SERVER_PORT", "$server_port"),
+    Param("SERVER_NAME", "$server_name"),
+)
+
+# Headers that CGI carries as meta-variables of their own (RFC 3875 §4.1.2, §4.1.3).
+_CGI_HEADERS: Final = {b"content-type": b"CONTENT_TYPE", b"content-length": b"CONTENT_LENGTH"}
+
+# The table nginx uses to turn a header name into a var name (ngx_http_uwsgi_create_request).
+_VAR_NAME: Final = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz-", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+
+
+def merge_params(base: Iterable[Param], extra: Iterable[Param]) -> tuple[Param, ...]:
+    """``base`` with ``extra`` applied: a name already present is replaced in place
+    (so a configured ``SERVER_NAME`` is not sent twice), new names are appended."""
+    merged: dict[str, Param] = {param.name: param for param in base}
+    for param in extra:
+        merged[param.name] = param
+    return tuple(merged.values())
+
+
+def header_var_name(name: bytes) -> bytes:
+    """``b"x-forwarded-for"`` -> ``b"HTTP_X_FORWARDED_FOR"``."""
+    return b"HTTP_" + name.translate(_VAR_NAME)
+
+
+def request_vars(
+    params: Iterable[tuple[str, bytes | str, bool]],
+    headers: Iterable[tuple[bytes, bytes]],
+    exclude_headers: Collection[bytes] = (),
+) -> list[tuple[bytes, bytes]]:
+    """The vars nginx sends for a request, in nginx's order.
+
+    ``params`` are ``(name, expanded value, if_not_empty)``; ``headers`` are the
+    client's ``(name, value)`` pairs in arrival order (any case);
+    ``exclude_headers`` are lower-case names the caller does not forward at all
+    (for instance ``transfer-encoding`` once the body has been de-chunked).
+    """
+    result: list[tuple[bytes, bytes]] = []
+    set_by_params: set[bytes] = set()
+    for name, value, if_not_empty in params:
+        raw_value = value.encode("latin-1") if isinstance(value, str) else value
+        if if_not_empty and not raw_value:
+            continue
+        raw_name = name.encode("ascii")
+        result.append((raw_name, raw_value))
+        set_by_params.add(raw_name)
+
+    position: dict[bytes, int] = {}  # var name -> index in result, to join repeats
+    for header_name, header_value in headers:
+        if b"_" in header_name:
+            continue
+        lowered = header_name.lower()
+        if lowered in exclude_headers:
+            continue
+        var = header_var_name(header_name)
+        if var in set_by_params or _CGI_HEADERS.get(lowered) in set_by_params:
+            continue
+        index = position.get(var)
+        if index is None:
+            position[var] = len(result)
+            result.append((var, header_value))
+        else:
+            separator = b"; " if lowered == b"cookie" else b", "
+            result[index] = (var, result[index][1] + separator + header_value)
+    return result
+
+
+def encode_request(
+    pairs: Sequence[tuple[bytes, bytes]],
+    modifier1: int = MODIFIER_WSGI,
+    modifier2: int = 0,
+) -> bytes:
+    """Header and vars block as one ``bytes``, built with a single join.
+
+    Raises ``VarsTooLarge`` past 65535 bytes of vars (nginx: "uwsgi request is
+    too big"); the message carries the size so the log can say by how much.
+    """
+    parts: list[bytes] = [b""]
+    append = parts.append
+    size = 0
+    for key, value in pairs:
+        key_len = len(key)
+        value_len = len(value)
+        if value_len > MAX_DATASIZE:
+            raise VarsTooLarge(
+                f"uwsgi request is too big: {key[:64].decode('ascii', 'replace')} is"
+                f" {value_len} bytes, over the protocol's {MAX_DATASIZE} for one var"
+            )
+        append(key_len.to_bytes(2, "little"))
+        append(key)
+        append(value_len.to_bytes(2, "little"))
+        append(value)
+        size += 4 + key_len + value_len
+    if size > MAX_DATASIZE:
+        raise VarsTooLarge(
+            f"uwsgi request is too big: {size} bytes of vars, over the protocol's {MAX_DATASIZE}"
+        )
+    parts[0] = encode_header(modifier1, size, modifier2)
+    return b"".join(parts)
