@@ -170,10 +170,11 @@ class Handler:
         length = int(length_text) if length_text and length_text.isdigit() else 0
         preread = decoder.trailing_data
         recv = sock.recv
+        buffered = None
         try:
             stream = InputStream(recv, length, preread)
             if length and context.post_buffering:
-                environ["wsgi.input"] = buffer_body(stream, context.post_buffering)
+                environ["wsgi.input"] = buffered = buffer_body(stream, context.post_buffering)
             else:
                 environ["wsgi.input"] = stream
         except (ClientDisconnected, TimeoutError, OSError) as exc:
@@ -187,8 +188,12 @@ class Handler:
             environ["SERVER_PROTOCOL"],
             head_only=environ["REQUEST_METHOD"] == "HEAD",
         )
-        self._serve(environ, response, started, len(request_vars), decoder.vars_size)
-        sock.close()
+        try:
+            self._serve(environ, response, started, len(request_vars), decoder.vars_size)
+        finally:
+            if buffered is not None:
+                buffered.close()  # the post-buffering temp file (the app must not close it)
+            sock.close()
 
     # -- HTTP ------------------------------------------------------------------
 
@@ -262,9 +267,10 @@ class Handler:
                 return b""  # EndOfMessage
 
         body = InputStream(read_body, None)
+        buffered = None
         try:
             if context.post_buffering and (head.content_length or head.chunked):
-                environ["wsgi.input"] = buffer_body(body, context.post_buffering)
+                environ["wsgi.input"] = buffered = buffer_body(body, context.post_buffering)
             else:
                 environ["wsgi.input"] = body
         except (ClientDisconnected, OSError) as exc:
@@ -281,7 +287,11 @@ class Handler:
             http_framing=True,
             keep_alive=head.keep_alive and not context.stopping,
         )
-        self._serve(environ, response, started, len(head.headers), 0)
+        try:
+            self._serve(environ, response, started, len(head.headers), 0)
+        finally:
+            if buffered is not None:
+                buffered.close()  # the post-buffering temp file (the app must not close it)
         if not response.keep_alive:
             return False
         try:
