@@ -77,13 +77,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    LANG=C.UTF-8
+    LANG=C.UTF-8 \
+    XDG_RUNTIME_DIR=/tmp
 
 # A fixed numeric id, so that Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid app --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin app \
-    && install -d -o app -g app -m 0755 /data
+    && install -d -o app -g app -m 0755 /data /srv/static
 
 # Metadata before the code, so that a code change rebuilds only the last layers.
 WORKDIR /app

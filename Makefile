@@ -1,6 +1,8 @@
 # wsgistack: build, run and test.  See docs/airgapped.md for the image build.
 #
-#   make test         venv + editable install + pytest (no Docker); PYTEST_ARGS=...
+#   make test         image + venv + editable install + pytest, as CI runs it; PYTEST_ARGS=...
+#   make test-fast    the same without the image and the compose topology tests
+#   make bench        the benchmark (bench/README.md); bench-quick: a 3-minute smoke run
 #   make image        the one image for every role (air-gapped when it must be)
 #   make up / down    the compose stack
 #   make base-image   debootstrap the bookworm base (FORCE=1 rebuilds it)
@@ -20,12 +22,19 @@ PYTHON ?= python3
 
 WHEELHOUSE_STAMP := build/wheelhouse/.complete
 
-.PHONY: test image base-image wheelhouse up down bench bench-quick
+.PHONY: test test-fast image base-image wheelhouse up down bench bench-quick
 
-test:
+# Everything, as CI runs it: the image (for the compose topology tests), the
+# venv with the test dependencies, then pytest.  `make test-fast` skips Docker.
+test: image
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install -e '.[test]'
-	.venv/bin/pytest $(PYTEST_ARGS)
+	WSGISTACK_IMAGE='$(IMAGE)' .venv/bin/pytest $(PYTEST_ARGS)
+
+test-fast:
+	test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -e '.[test]'
+	.venv/bin/pytest --ignore=tests/integration/topology $(PYTEST_ARGS)
 
 base-image:
 	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-base-image.sh

@@ -1,0 +1,62 @@
+"""`docker compose logs edge` shows the combined access log line of a request just made."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pytest
+
+from tests.support.topology import DJANGO, SPA, Topology, fetch
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+
+# nginx's `combined`:
+# $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+TIME_LOCAL = r"\[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]"
+
+
+def combined(request: str, status: int, size: int, referer: str, agent: str) -> str:
+    """A regex for the one combined line of this request (anywhere in a prefixed log)."""
+    quoted = [re.escape(v) for v in (request, referer, agent)]
+    return (
+        rf'(?m)(?:^|\s)[0-9a-fA-F.:]+ - - {TIME_LOCAL} "{quoted[0]}" {status} {size} '
+        rf'"{quoted[1]}" "{quoted[2]}"$'
+    )
+
+
+LOG_WAIT = 10.0  # the access log is written per request; allow for output buffering
+
+
+def _wait_for_line(stack: Topology, pattern: str) -> re.Match[str]:
+    deadline = time.monotonic() + LOG_WAIT
+    while True:
+        log = stack.edge_log()
+        match = re.search(pattern, log)
+        if match:
+            return match
+        if time.monotonic() > deadline:
+            tail = "\n".join(log.splitlines()[-30:])
+            raise AssertionError(f"no line matching {pattern!r} in the edge log; its tail:\n{tail}")
+        time.sleep(0.25)
+
+
+@pytest.mark.parametrize(
+    ("port_name", "path", "status", "size"),
+    [(DJANGO, "/hello", 200, 13), (SPA, "/app/about", 200, None)],
+)
+def test_edge_log_has_a_combined_line_for_the_request(
+    stack: Topology, port_name: str, path: str, status: int, size: int | None
+) -> None:
+    probe = uuid.uuid4().hex
+    agent = f"topology-test/{probe}"
+    referer = f"http://example.test/from/{probe}"
+    target = f"{path}?probe={probe}"
+    response = fetch(
+        stack.ports[port_name], target, headers={"User-Agent": agent, "Referer": referer}
+    )
+    assert response.status == status
+    expected_size = size if size is not None else len(response.body)
+    pattern = combined(f"GET {target} HTTP/1.1", status, expected_size, referer, agent)
+    _wait_for_line(stack, pattern)
