@@ -25,6 +25,11 @@ and gives it back when it ends; at ``max`` the request is refused.  Like
 nginx, it counts requests being processed, not idle keep-alive connections.
 
 No clocks are read here: ``now`` is monotonic seconds from the caller.
+
+Where the state lives is the zone's business: these classes keep it in the
+worker's memory (tests, and any single process); ``edge.shared_zones``
+subclasses them to keep it in shared memory that every worker of the master
+sees, as nginx does.  Both run the same pure step, ``leak``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,18 @@ class LimitReqVerdict:
     @property
     def status(self) -> int:
         return self.rule.status if self.rule is not None else 503
+
+
+def leak(bucket: tuple[int, int] | None, now_ms: int, rate_milli: int) -> tuple[int, int]:
+    """``(excess, last)`` after accounting one request at ``now_ms`` on ``bucket``
+    (``(excess, last)``, or None for a key seen for the first time)."""
+    if bucket is None:
+        return 0, now_ms
+    excess, last = bucket
+    elapsed = _elapsed_ms(now_ms, last)
+    # nginx leaves `last` alone when no time passed, so sub-millisecond bursts
+    # do not drag the leak clock forward.
+    return max(0, excess - rate_milli * elapsed // 1000 + 1000), (now_ms if elapsed else last)
 
 
 @dataclass(slots=True)
@@ -91,11 +108,9 @@ class RequestRateZone:
         delay: int = 0,
     ) -> LimitReqVerdict:
         """Account one request for ``key`` and say whether, and after how long, to serve it."""
-        now_ms = int(now * 1000)
-        excess = self.peek(key, now_ms)
-        if excess is not None and excess > burst * 1000:
+        allowed, excess = self.account(key, int(now * 1000), burst)
+        if not allowed:
             return LimitReqVerdict(False, excess=excess, zone=self.name)
-        excess = self.commit(key, now_ms)
         return LimitReqVerdict(
             True,
             delay=self.delay_for(excess, _NO_DELAY if nodelay else delay),
@@ -103,15 +118,21 @@ class RequestRateZone:
             zone=self.name,
         )
 
+    def account(self, key: Hashable, now_ms: int, burst: int) -> tuple[bool, int]:
+        """Look up and, unless the bucket overflows ``burst``, record one request:
+        ``(allowed, excess)``.  Shared zones do this under one lock acquisition."""
+        excess = self.peek(key, now_ms)
+        if excess is not None and excess > burst * 1000:
+            return False, excess
+        return True, self.commit(key, now_ms)
+
     def peek(self, key: Hashable, now_ms: int) -> int | None:
         """The excess this request would bring ``key`` to, or None for a new key (excess 0)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             return None
         self._buckets.move_to_end(key)  # nginx bumps the node on lookup, even before rejecting
-        return max(
-            0, bucket.excess - self.rate_milli * _elapsed_ms(now_ms, bucket.last) // 1000 + 1000
-        )
+        return leak((bucket.excess, bucket.last), now_ms, self.rate_milli)[0]
 
     def commit(self, key: Hashable, now_ms: int) -> int:
         """Record the request for ``key``; returns the new excess."""
@@ -121,14 +142,8 @@ class RequestRateZone:
             self._buckets[key] = _Bucket(excess=0, last=now_ms)
             return 0
         self._buckets.move_to_end(key)
-        elapsed = _elapsed_ms(now_ms, bucket.last)
-        excess = max(0, bucket.excess - self.rate_milli * elapsed // 1000 + 1000)
-        bucket.excess = excess
-        if elapsed:
-            # nginx leaves `last` alone when no time passed, so sub-millisecond
-            # bursts do not drag the leak clock forward.
-            bucket.last = now_ms
-        return excess
+        bucket.excess, bucket.last = leak((bucket.excess, bucket.last), now_ms, self.rate_milli)
+        return bucket.excess
 
     def delay_for(self, excess: int, delay: int) -> float:
         """Seconds to hold a request whose bucket reached ``excess`` (nginx's max_delay)."""
@@ -169,11 +184,21 @@ def limit_requests(
     """Apply a location's ``limit_req`` rules: reject if any bucket overflows (and then
     account nothing, as nginx does), else account all and wait for the longest delay."""
     now_ms = int(now * 1000)
+    if len(rules) == 1:  # the usual case: one lookup (one lock for a shared zone)
+        rule = rules[0]
+        zone = zones[rule.zone]
+        allowed, excess = zone.account(key, now_ms, rule.burst)
+        if not allowed:
+            return LimitReqVerdict(False, excess=excess, rule=rule, zone=zone.name)
+        wait = zone.delay_for(excess, _NO_DELAY if rule.nodelay else rule.delay)
+        return LimitReqVerdict(True, delay=wait, excess=excess, rule=rule, zone=zone.name)
+    # Several zones: check them all, then account in all.  Each step is atomic per
+    # zone, not across zones (nginx locks each zone separately too).
     for rule in rules:
         zone = zones[rule.zone]
-        excess = zone.peek(key, now_ms)
-        if excess is not None and excess > rule.burst * 1000:
-            return LimitReqVerdict(False, excess=excess, rule=rule, zone=zone.name)
+        ahead = zone.peek(key, now_ms)
+        if ahead is not None and ahead > rule.burst * 1000:
+            return LimitReqVerdict(False, excess=ahead, rule=rule, zone=zone.name)
     verdict = LimitReqVerdict(True)
     for rule in rules:
         zone = zones[rule.zone]

@@ -22,6 +22,11 @@ once it is accepting.  Workers are grouped in *generations*, one per config:
   requests).  These are nginx's meanings.
 - SIGUSR1: reopen log files, here and in every worker (logrotate).
 
+Each generation also owns its ``limit_req`` / ``limit_conn`` zones, made in
+shared memory before its workers fork (``edge.shared_zones``), so all workers
+count against one zone as in nginx.  A reload hands the new generation the
+very same zones when their name and size are unchanged: counters survive it.
+
 A worker that dies unexpectedly is logged with its pid and exit status and
 respawned (after a pause if it died young, so a crash loop is not a fork
 loop).  A worker that exits with ``EXIT_BOOT`` before it ever accepted cannot
@@ -52,6 +57,7 @@ from edge.server import (
     bind_listen,
     run_worker,
 )
+from edge.shared_zones import SharedZones
 
 RELOAD_READY_TIMEOUT = 10.0
 FAST_STOP_GRACE = 5.0
@@ -98,6 +104,7 @@ class Generation:
     workers: int
     error_log: ErrorLog
     access_log: LogFile | None
+    zones: SharedZones  # limit zones in shared memory, made before the workers fork
 
     def close_logs(self) -> None:
         self.error_log.file.close()
@@ -123,15 +130,19 @@ class PendingReload:
     added: list[tuple[ListenSockets, int]]  # sockets bound for it: (listener, first new index)
 
 
-def open_generation(number: int, config: EdgeConfig, workers: int) -> Generation:
-    """Open the config's log files (OSError when a path cannot be opened)."""
+def open_generation(
+    number: int, config: EdgeConfig, workers: int, previous: SharedZones | None = None
+) -> Generation:
+    """Open the config's log files (OSError when a path cannot be opened) and its limit
+    zones, keeping ``previous``'s state for the zones a reload keeps (same name and size)."""
     error_log = ErrorLog(config.error_log)
     try:
         access_log = LogFile(config.access_log.path) if config.access_log.path else None
+        zones = SharedZones.build(config, previous)
     except OSError:
         error_log.file.close()
         raise
-    return Generation(number, config, workers, error_log, access_log)
+    return Generation(number, config, workers, error_log, access_log, zones)
 
 
 class Master:
@@ -169,7 +180,10 @@ class Master:
         try:
             self.current = open_generation(1, config, worker_count(config, self.workers_override))
         except OSError as exc:
-            print(f"edge: cannot open log file {exc.filename}: {exc.strerror}", flush=True)
+            if exc.filename:
+                print(f"edge: cannot open log file {exc.filename}: {exc.strerror}", flush=True)
+            else:
+                print(f"edge: cannot create the limit zones: {exc}", flush=True)
             return EXIT_CONFIG
         self.generations[1] = self.current
         try:
@@ -284,6 +298,7 @@ class Master:
             access_log=generation.access_log,
             notify=notify,
             master_pid=self.pid,
+            zones=generation.zones,
         )
         return run_worker(worker)
 
@@ -391,11 +406,13 @@ class Master:
                 return
         workers = worker_count(config, self.workers_override)
         try:
-            generation = open_generation(old.number + 1, config, workers)
+            generation = open_generation(old.number + 1, config, workers, old.zones)
         except OSError as exc:
             self.log.log(
                 "emerg",
-                f"reload refused: cannot open log file {exc.filename}: {exc.strerror}",
+                f"reload refused: cannot open log file {exc.filename}: {exc.strerror}"
+                if exc.filename
+                else f"reload refused: cannot create the limit zones: {exc}",
                 always=True,
             )
             return

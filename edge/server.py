@@ -13,7 +13,8 @@ reload drops nothing.  Worker ``i`` of ``n`` serves the sockets ``j`` with
 than workers), so no socket is ever left without a worker.
 
 A worker runs one event loop (uvloop when it imports) and one ``ServerState``:
-the config, its router and handlers, limit zones, logs, and the live
+the config, its router and handlers, limit zones (shared memory the master
+made before forking, ``edge.shared_zones``), logs, and the live
 connections and request tasks that a graceful stop waits for.  Signals only
 set the stop mode (STYLE rule 6); the loop does the work.
 """
@@ -38,6 +39,7 @@ from edge.handlers import HandlerRegistry
 from edge.limits import ConnectionCountZone, RequestRateZone
 from edge.protocol import HEAD, IDLE, LINGER, HttpConnection
 from edge.routing import Router
+from edge.shared_zones import SharedZones
 
 LISTEN_BACKLOG = 511  # nginx's default (NGX_LISTEN_BACKLOG); the kernel caps it at somaxconn
 GRACEFUL_TIMEOUT = 30.0  # a graceful stop waits this long for busy connections
@@ -138,6 +140,7 @@ class ServerState:
         *,
         error_log: ErrorLog,
         access_log: LogFile | None,
+        zones: SharedZones | None = None,
     ) -> None:
         self.config = config
         self.router = Router(config)
@@ -145,12 +148,17 @@ class ServerState:
         self.access_log = access_log
         self.access_format = AccessLogFormatter(config.access_log.format)
         self.handlers = HandlerRegistry(config, error_log)
-        self.req_zones = {
+        # The master's workers share their zones (shared memory, as nginx); a state
+        # built without them (one process, tests) keeps its own.
+        self.req_zones: dict[str, RequestRateZone] = {
             zone.name: RequestRateZone.from_config(zone) for zone in config.limit_req_zones
         }
-        self.conn_zones = {
+        self.conn_zones: dict[str, ConnectionCountZone] = {
             zone.name: ConnectionCountZone.from_config(zone) for zone in config.limit_conn_zones
         }
+        if zones is not None:
+            self.req_zones.update(zones.req)
+            self.conn_zones.update(zones.conn)
         # A dict keeps insertion order: the oldest connection comes first when
         # worker_connections forces one out.
         self.connections: dict[HttpConnection, None] = {}
@@ -239,8 +247,10 @@ class Worker:
         access_log: LogFile | None,
         notify: Callable[[], None] | None = None,
         master_pid: int | None = None,
+        zones: SharedZones | None = None,
     ) -> None:
         self.config = config
+        self.zones = zones
         self.listeners = listeners
         self.error_log = error_log
         self.access_log = access_log
@@ -274,7 +284,9 @@ class Worker:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
-        state = ServerState(self.config, error_log=self.error_log, access_log=self.access_log)
+        state = ServerState(
+            self.config, error_log=self.error_log, access_log=self.access_log, zones=self.zones
+        )
         self.state = state
         try:
             await state.handlers.start()

@@ -900,7 +900,7 @@ class _Builder:
             alias=directory if key == "alias" else None,
             index=index,
             try_files=try_files,
-            autoindex=self.field(spec, "autoindex", path, _bool, False),
+            autoindex=self.field(spec, "autoindex", path, _autoindex_off, False),
             gzip_static=self.field(spec, "gzip_static", path, _bool, False),
             expires=self.field(spec, "expires", path, _expires, None),
             open_file_cache=self.open_file_cache(spec, path),
@@ -1228,6 +1228,13 @@ def _bool(value: object) -> bool:
         return value == "on"
     raise ValueError(f"expected true or false, got {value!r}")
 
+
+
+def _autoindex_off(value: object) -> bool:
+    # Directory listings are not built; accepting "on" and answering 403 would lie.
+    if _bool(value):
+        raise ValueError("directory listings are not implemented: use index or try_files")
+    return False
 
 def _str(value: object) -> str:
     if isinstance(value, str):
