@@ -39,6 +39,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -181,9 +182,13 @@ class Master:
             self.current = open_generation(1, config, worker_count(config, self.workers_override))
         except OSError as exc:
             if exc.filename:
-                print(f"edge: cannot open log file {exc.filename}: {exc.strerror}", flush=True)
+                print(
+                    f"edge: cannot open log file {exc.filename}: {exc.strerror}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             else:
-                print(f"edge: cannot create the limit zones: {exc}", flush=True)
+                print(f"edge: cannot create the limit zones: {exc}", file=sys.stderr, flush=True)
             return EXIT_CONFIG
         self.generations[1] = self.current
         try:
@@ -197,6 +202,10 @@ class Master:
             os.set_blocking(fd, False)
         for signum in _HANDLED:
             signal.signal(signum, self._enqueue_signal)
+        # nginx's SIGUSR2 (binary upgrade) and SIGWINCH have no meaning here: ignore
+        # them rather than let their default action kill the master.
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.notice(f"edge master process started (pid {self.pid}), {self.current.workers} workers")
         for index in range(self.current.workers):
