@@ -15,7 +15,7 @@ FROM ${BASE_IMAGE} AS deps
 # auto: use build/wheelhouse if it has wheels; 1: require it; 0: ignore it.
 ARG USE_WHEELHOUSE=auto
 # Extras of pyproject.toml to install with the runtime dependencies.
-ARG EXTRAS=django
+ARG EXTRAS=django,postgres
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore

@@ -6,14 +6,14 @@
 # host fetches binary wheels for the image's interpreter (CPython 3.11, manylinux,
 # this machine's architecture) and the Dockerfile installs them with
 # `--no-index --find-links`.  The list comes from pyproject.toml: the runtime
-# dependencies, the extras in EXTRAS (default "django": Django and gunicorn) and
+# dependencies, the extras in EXTRAS (default "django,postgres": Django, gunicorn, psycopg) and
 # the build requirements needed to install the project itself offline.  The
 # project is built as a wheel too.
 #
 # Usage: scripts/build-wheelhouse.sh
 # Environment:
 #   WHEELHOUSE      output directory                   (default build/wheelhouse)
-#   EXTRAS          comma-separated extras to include  (default django)
+#   EXTRAS          comma-separated extras to include  (default django,postgres)
 #   PYTHON_VERSION  target interpreter version         (default 3.11)
 #   ARCH            target machine                     (default: uname -m)
 #   PYTHON          the host interpreter that runs pip (default python3)
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHEELHOUSE=${WHEELHOUSE:-build/wheelhouse}
-EXTRAS=${EXTRAS:-django}
+EXTRAS=${EXTRAS:-django,postgres}
 PYTHON_VERSION=${PYTHON_VERSION:-3.11}
 ARCH=${ARCH:-$(uname -m)}
 PYTHON=${PYTHON:-python3}
