@@ -14,7 +14,7 @@ has no pause and reports no offsets.  So llhttp never sees more than one head.
 We find the blank line ourselves with ``bytes.find``, which runs in C.  llhttp
 gets the head bytes as they arrive, so garbage such as a TLS hello is refused
 at once.  We frame the body ourselves: ``Content-Length`` by slicing, chunked
-with the small strict decoder below.  llhttp's strict defaults already refuse
+with the strict mode of ``httpproto.chunked``.  llhttp's strict defaults already refuse
 CL+TE, duplicate or malformed CL, TE not ending in chunked, obs-fold, bare LF
 or CR, NUL/CTL in values and bad tokens; each has a corpus file.  We add what
 llhttp lacks:
@@ -33,12 +33,12 @@ later.  Once it has raised, the parser is dead and raises the same error again.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
 import httptools
 
+from httpproto.chunked import ChunkedDecoder
 from httpproto.errors import (
     BadRequest,
     BodyTooLarge,
@@ -114,23 +114,6 @@ _CHUNKED_BODY: Final = 2
 _END: Final = 3
 _DONE: Final = 4
 
-# States of the chunked decoder (RFC 9112 §7.1).
-_CHUNK_SIZE: Final = 0
-_CHUNK_DATA: Final = 1
-_CHUNK_CRLF: Final = 2
-_CHUNK_TRAILERS: Final = 3
-
-# chunk = chunk-size [ chunk-ext ] CRLF; chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ).
-# No whitespace after a bare size (llhttp's default too): that is how
-# parsers disagree and requests get smuggled.  16 hex digits fit in 64 bits.
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-_CHUNK_LINE: Final = re.compile(
-    rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;[ \t]*%s(?:[ \t]*=[ \t]*(?:%s|%s))?)*)"
-    % (_TOKEN, _TOKEN, _QUOTED)
-)
-_MAX_CHUNK_LINE: Final = 4096
-
 # Headers whose values decide framing or connection handling.
 _NOTABLE: Final = frozenset(
     (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect")
@@ -174,7 +157,9 @@ class _HeadCollector:
         # llhttp strips leading OWS but keeps trailing OWS; RFC 9112 §5 excludes both.
         value = value.rstrip(b" \t")
         if self.field_limit and len(name) + len(value) > self.field_limit:
-            raise HeaderTooLarge(f"header {name[:64]!r} exceeds {self.field_limit} bytes")
+            raise HeaderTooLarge(
+                f"header {name[:64].decode('latin-1')!r} exceeds {self.field_limit} bytes"
+            )
         self.headers.append((name, value))
         if name in _notable:
             self.notable.append((name, value))
@@ -200,6 +185,39 @@ class _TrailerCollector:
 
     def on_message_complete(self) -> None:
         self.complete = True
+
+
+class _ChunkErrors:
+    """What a malformed chunked request body raises (see ``httpproto.chunked``)."""
+
+    __slots__ = ()
+
+    def missing_crlf(self) -> HttpProtocolError:
+        return BadRequest("chunk data not followed by CRLF")
+
+    def unterminated_size_line(self) -> HttpProtocolError:
+        return BadRequest("invalid chunk size line")
+
+    def size_line_too_long(self) -> HttpProtocolError:
+        return BadRequest("chunk size line too long")
+
+    def invalid_size_line(self, line: bytes) -> HttpProtocolError:
+        return BadRequest(f"invalid chunk size line {line!r}")
+
+    def extensions_too_large(self) -> HttpProtocolError:
+        return BadRequest("chunk extensions too large")
+
+    def body_too_large(self, limit: int) -> HttpProtocolError:
+        return BodyTooLarge(f"chunked body exceeds {limit} bytes")
+
+    def trailers_too_large(self, limit: int) -> HttpProtocolError:
+        return HeaderTooLarge(f"chunked trailers exceed {limit} bytes")
+
+    def bare_lf_in_trailers(self) -> HttpProtocolError:
+        return BadRequest("bare LF in chunked trailers")
+
+
+_CHUNK_ERRORS: Final = _ChunkErrors()
 
 
 def _skip_empty_lines(buf: bytes) -> bytes:
@@ -270,9 +288,7 @@ class RequestParser:
         "_upgrade",
         "_keep_alive",
         "_remaining",
-        "_chunk_state",
-        "_body_size",
-        "_ext_size",
+        "_chunked",
         "_end_event",
         "_expect_pending",
     )
@@ -304,9 +320,7 @@ class RequestParser:
         self._upgrade = False
         self._keep_alive = True
         self._remaining = 0
-        self._chunk_state = _CHUNK_SIZE
-        self._body_size = 0
-        self._ext_size = 0
+        self._chunked: ChunkedDecoder | None = None
         self._end_event = _END_OF_MESSAGE
         self._expect_pending = False
 
@@ -547,9 +561,10 @@ class RequestParser:
         self._keep_alive = keep_alive
         if chunked:
             self._state = _CHUNKED_BODY
-            self._chunk_state = _CHUNK_SIZE
-            self._body_size = 0
-            self._ext_size = 0
+            max_header = self.max_header_size
+            self._chunked = ChunkedDecoder(
+                _CHUNK_ERRORS, strict=True, max_trailers=max_header, max_extensions=max_header
+            )
             self._llhttp_fresh = False
             self._expect_pending = expect_continue
         elif content_length:
@@ -615,107 +630,38 @@ class RequestParser:
 
     def _next_chunked_body(self) -> Event:
         buf = self._buf
-        pos = 0
-        size = len(buf)
-        parts: list[bytes] = []
-        # Decode every complete chunk buffered and return them as one Data:
-        # a body sent in many tiny chunks should not cost an event per chunk.
-        while pos < size:
-            chunk_state = self._chunk_state
-            if chunk_state == _CHUNK_DATA:
-                take = min(self._remaining, size - pos)
-                parts.append(buf if take == size else buf[pos : pos + take])
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._chunk_state = _CHUNK_CRLF
-            elif chunk_state == _CHUNK_CRLF:
-                if size - pos < 2:
-                    if buf[pos] != 13:
-                        raise BadRequest("chunk data not followed by CRLF")
-                    break
-                if buf[pos] != 13 or buf[pos + 1] != 10:
-                    raise BadRequest("chunk data not followed by CRLF")
-                pos += 2
-                self._chunk_state = _CHUNK_SIZE
-            elif chunk_state == _CHUNK_SIZE:
-                pos = self._chunk_size_line(buf, pos)
-                if pos < 0:
-                    pos = -pos - 1
-                    break
-            else:
-                pos = self._trailers(buf, pos)
-                if pos < 0:
-                    pos = -pos - 1
-                    break
-                self._state = _END
-                break
-        self._buf = buf[pos:] if pos < size else b""
-        if parts:
+        decoder = self._chunked
+        assert decoder is not None
+        # Every complete chunk buffered comes back as one Data: a body sent
+        # in many tiny chunks should not cost an event per chunk.
+        data, pos, done = decoder.decode(buf, self.max_body_size)
+        if done:
+            self._chunked = None
+            if decoder.trailers:
+                self._end_event = self._parse_trailers(decoder.trailers)
+            self._state = _END
+        self._buf = buf[pos:] if pos < len(buf) else b""
+        if data:
             self._expect_pending = False
-            return Data(parts[0] if len(parts) == 1 else b"".join(parts))
-        if self._state == _END:
+            return Data(data)
+        if done:
             return self._end_message()
         if self._eof:
             raise BadRequest("connection closed in the middle of a chunked body")
         return NEED_DATA
 
-    def _chunk_size_line(self, buf: bytes, pos: int) -> int:
-        """Parse a chunk-size line at ``pos``; the new position, or ``-pos - 1`` to wait."""
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            if len(buf) - pos > _MAX_CHUNK_LINE or buf.find(b"\n", pos) >= 0:
-                raise BadRequest("invalid chunk size line")
-            return -pos - 1
-        if eol - pos > _MAX_CHUNK_LINE:
-            raise BadRequest("chunk size line too long")
-        match = _CHUNK_LINE.fullmatch(buf, pos, eol)
-        if match is None:
-            raise BadRequest(f"invalid chunk size line {buf[pos:eol][:64]!r}")
-        extensions = match.end(2) - match.start(2)
-        if extensions:
-            # Extensions are ignored yet cost work to skip; cap the total per message
-            # so tiny chunks with large extensions cannot waste time (node CVE-2024-22019).
-            self._ext_size += extensions
-            if self._ext_size > self.max_header_size:
-                raise BadRequest("chunk extensions too large")
-        chunk_size = int(match.group(1), 16)
-        if chunk_size:
-            self._body_size += chunk_size
-            if self.max_body_size is not None and self._body_size > self.max_body_size:
-                raise BodyTooLarge(f"chunked body exceeds {self.max_body_size} bytes")
-            self._remaining = chunk_size
-            self._chunk_state = _CHUNK_DATA
-        else:
-            self._chunk_state = _CHUNK_TRAILERS
-        return eol + 2
-
-    def _trailers(self, buf: bytes, pos: int) -> int:
-        """Read the trailer section after the last chunk; new position, or ``-pos - 1`` to wait."""
-        if buf.startswith(b"\r\n", pos):
-            self._end_event = _END_OF_MESSAGE
-            return pos + 2
-        end = buf.find(b"\r\n\r\n", pos)
-        if end < 0:
-            if len(buf) - pos > self.max_header_size:
-                raise HeaderTooLarge(f"chunked trailers exceed {self.max_header_size} bytes")
-            if buf.count(b"\n", pos) != buf.count(b"\r\n", pos):
-                raise BadRequest("bare LF in chunked trailers")
-            return -pos - 1
-        end += 4
-        if end - pos > self.max_header_size:
-            raise HeaderTooLarge(f"chunked trailers exceed {self.max_header_size} bytes")
+    def _parse_trailers(self, section: bytes) -> EndOfMessage:
+        """Check the trailer fields with llhttp (the decoder found and sized the section)."""
         collector = _TrailerCollector()
         try:
-            httptools.HttpRequestParser(collector).feed_data(_TRAILER_PREFIX + buf[pos:end])
+            httptools.HttpRequestParser(collector).feed_data(_TRAILER_PREFIX + section)
         except httptools.HttpParserError as exc:
             raise BadRequest(f"invalid chunked trailers: {exc}") from None
         if not collector.complete:
             raise BadRequest("invalid chunked trailers")
         if len(collector.trailers) > self.max_headers:
             raise HeaderTooLarge(f"more than {self.max_headers} trailer fields")
-        self._end_event = EndOfMessage(tuple(collector.trailers))
-        return end
+        return EndOfMessage(tuple(collector.trailers))
 
     def _end_message(self) -> EndOfMessage:
         event = self._end_event

@@ -38,6 +38,7 @@ from typing import Final
 
 import httptools
 
+from httpproto.chunked import ChunkedDecoder
 from httpproto.errors import HttpProtocolError
 from httpproto.parser import NEED_DATA, Data, EndOfMessage, _Sentinel
 
@@ -114,20 +115,43 @@ _EOF_BODY: Final = 3
 _END: Final = 4
 _DONE: Final = 5
 
-_CHUNK_SIZE: Final = 0
-_CHUNK_DATA: Final = 1
-_CHUNK_CRLF: Final = 2
-_CHUNK_TRAILERS: Final = 3
-
-# A chunk-size line from an upstream: hex size, optional whitespace and extensions.
-# Upstreams are semi-trusted, and what we send on is re-framed by the front, so
-# this is less strict than the request side while still refusing garbage.
-_CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-_MAX_CHUNK_LINE: Final = 4096
 _STATUS_HEADER: Final = re.compile(rb"([1-5][0-9]{2})(?:[ \t]+(.*))?")
 _CGI_STATUS_LINE: Final = b"HTTP/1.0 200 OK\r\n"
 _HTTP_PREFIX: Final = b"HTTP/"
 _VERSIONS: Final = {(1, 1): "1.1", (1, 0): "1.0"}
+
+
+class _ChunkErrors:
+    """What a malformed chunked upstream body raises (see ``httpproto.chunked``)."""
+
+    __slots__ = ()
+
+    def missing_crlf(self) -> ResponseError:
+        return ResponseError("upstream sent chunk data not followed by CRLF")
+
+    def unterminated_size_line(self) -> ResponseError:
+        return ResponseError("upstream sent an invalid chunk size line")
+
+    def size_line_too_long(self) -> ResponseError:  # strict mode only: not ours
+        return ResponseError("upstream sent an invalid chunk size line")
+
+    def invalid_size_line(self, line: bytes) -> ResponseError:
+        return ResponseError(f"upstream sent invalid chunk size line {line!r}")
+
+    def extensions_too_large(self) -> ResponseError:  # no max_extensions here
+        return ResponseError("upstream sent too large chunk extensions")
+
+    def body_too_large(self, limit: int) -> ResponseError:  # no max_body here
+        return ResponseError(f"upstream sent a chunked body over {limit} bytes")
+
+    def trailers_too_large(self, limit: int) -> ResponseError:
+        return ResponseError("upstream sent too large chunked trailers")
+
+    def bare_lf_in_trailers(self) -> ResponseError:  # strict mode only: not ours
+        return ResponseError("upstream sent a bare LF in chunked trailers")
+
+
+_CHUNK_ERRORS: Final = _ChunkErrors()
 
 
 class _HeadCollector:
@@ -169,7 +193,7 @@ class ResponseParser:
         "_error",
         "_searched",
         "_remaining",
-        "_chunk_state",
+        "_chunked",
         "_keep_alive",
     )
 
@@ -190,7 +214,7 @@ class ResponseParser:
         self._error: ResponseError | None = None
         self._searched = 0  # how far the head buffer was searched for its end
         self._remaining = 0
-        self._chunk_state = _CHUNK_SIZE
+        self._chunked: ChunkedDecoder | None = None
         self._keep_alive = False
 
     # -- public API ------------------------------------------------------------
@@ -351,7 +375,11 @@ class ResponseParser:
             self._state = _END
         elif chunked:
             self._state = _CHUNKED_BODY
-            self._chunk_state = _CHUNK_SIZE
+            # Upstreams are semi-trusted and what we send on is re-framed by the
+            # front: refuse garbage, not everything a client would be refused for.
+            self._chunked = ChunkedDecoder(
+                _CHUNK_ERRORS, strict=False, max_trailers=self.max_header_size
+            )
         elif codings or content_length is None:
             self._state = _EOF_BODY
         elif content_length:
@@ -399,62 +427,17 @@ class ResponseParser:
 
     def _next_chunked_body(self) -> Event:
         buf = self._buf
-        pos = 0
-        size = len(buf)
-        parts: list[bytes] = []
-        while pos < size and self._state == _CHUNKED_BODY:
-            chunk_state = self._chunk_state
-            if chunk_state == _CHUNK_DATA:
-                take = min(self._remaining, size - pos)
-                parts.append(buf if take == size else buf[pos : pos + take])
-                pos += take
-                self._remaining -= take
-                if not self._remaining:
-                    self._chunk_state = _CHUNK_CRLF
-            elif chunk_state == _CHUNK_CRLF:
-                if size - pos < 2:
-                    if buf[pos] != 13:
-                        raise ResponseError("upstream sent chunk data not followed by CRLF")
-                    break
-                if buf[pos] != 13 or buf[pos + 1] != 10:
-                    raise ResponseError("upstream sent chunk data not followed by CRLF")
-                pos += 2
-                self._chunk_state = _CHUNK_SIZE
-            elif chunk_state == _CHUNK_SIZE:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    if size - pos > _MAX_CHUNK_LINE:
-                        raise ResponseError("upstream sent an invalid chunk size line")
-                    break
-                match = _CHUNK_LINE.fullmatch(buf, pos, eol)
-                if match is None:
-                    raise ResponseError(
-                        f"upstream sent invalid chunk size line {buf[pos:eol][:64]!r}"
-                    )
-                chunk_size = int(match.group(1), 16)
-                pos = eol + 2
-                if chunk_size:
-                    self._remaining = chunk_size
-                    self._chunk_state = _CHUNK_DATA
-                else:
-                    self._chunk_state = _CHUNK_TRAILERS
-            else:
-                # Trailers are dropped (nginx does not pass them either): skip to the blank line.
-                if buf.startswith(b"\r\n", pos):
-                    pos += 2
-                    self._state = _END
-                    break
-                end = buf.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    if size - pos > self.max_header_size:
-                        raise ResponseError("upstream sent too large chunked trailers")
-                    break
-                pos = end + 4
-                self._state = _END
-        self._buf = buf[pos:] if pos < size else b""
-        if parts:
-            return Data(parts[0] if len(parts) == 1 else b"".join(parts))
-        if self._state == _END:
+        decoder = self._chunked
+        assert decoder is not None
+        # Trailers are dropped (nginx does not pass them either).
+        data, pos, done = decoder.decode(buf)
+        if done:
+            self._chunked = None
+            self._state = _END
+        self._buf = buf[pos:] if pos < len(buf) else b""
+        if data:
+            return Data(data)
+        if done:
             self._state = _DONE
             return _END_OF_MESSAGE
         if self._eof:
