@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -93,6 +94,8 @@ LINGERING_TIMEOUT = 5.0  # nginx lingering_timeout: wait for more client bytes
 MAX_INTERNAL_REDIRECTS = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES
 SENDFILE_PIECE = 1 << 20  # send_timeout applies per piece of a zero-copy send
 FALLBACK_CHUNK = 256 * 1024  # read size when the loop cannot sendfile
+ZERO_COPY_MIN = 64 * 1024  # below this, os.sendfile on a dup'd descriptor does not pay
+_STREAM_FAMILIES = frozenset((socket.AF_INET, socket.AF_INET6, socket.AF_UNIX))
 MAX_CAPTURED_LINE = 8192
 FIRST_REQUEST_GRACE = 1.0  # graceful stop: how long a fresh connection may take to speak
 CLIENT_CLOSED = 499  # nginx's status for "client closed the connection"
@@ -517,7 +520,10 @@ class HttpConnection(asyncio.Protocol):
         self.must_close = True
 
     async def sendfile(self, file: object, offset: int, count: int, timeout: float) -> None:
-        """Zero-copy where the loop can (stdlib selector loops); else pread + write."""
+        """Zero-copy: ``loop.sendfile`` (stdlib loops), ``os.sendfile`` on a dup (uvloop).
+
+        Small bodies and sockets we cannot send on directly go through pread + write.
+        """
         fd = file if isinstance(file, int) else file.fileno()  # type: ignore[attr-defined]
         state = self.state
         if state.sendfile_native:
@@ -552,6 +558,9 @@ class HttpConnection(asyncio.Protocol):
                     count -= sent
             finally:
                 fileobj.close()
+        if not state.sendfile_native and count >= ZERO_COPY_MIN and self._dup_sendfile_possible():
+            await self._dup_sendfile(fd, offset, count, timeout)
+            return
         while count > 0:
             piece = min(count, FALLBACK_CHUNK)
             data = await self.loop.run_in_executor(None, os.pread, fd, piece, offset)
@@ -563,6 +572,74 @@ class HttpConnection(asyncio.Protocol):
             offset += len(data)
             count -= len(data)
             await self.drain(timeout)
+
+    def _dup_sendfile_possible(self) -> bool:
+        transport = self.transport
+        if self.closed or transport is None:
+            return False
+        if transport.get_extra_info("sslcontext") is not None:
+            return False  # the bytes must go through TLS
+        sock = transport.get_extra_info("socket")
+        return (
+            sock is not None and sock.family in _STREAM_FAMILIES and sock.type == socket.SOCK_STREAM
+        )
+
+    async def _dup_sendfile(self, fd: int, offset: int, count: int, timeout: float) -> None:
+        """Zero-copy for loops without ``loop.sendfile`` (uvloop): ``os.sendfile`` on a dup.
+
+        uvloop will not watch a descriptor its transport owns, so we send on a
+        duplicate of the socket.  The transport's buffer (the head, a chunk size) is
+        flushed first, and nothing else writes to the transport meanwhile: responses on
+        a connection are serialized and the next head is not parsed before this one ends.
+        ``send_timeout`` bounds each wait for progress, as in nginx.
+        """
+        transport = self.transport
+        assert transport is not None
+        while transport.get_write_buffer_size():
+            # A high-water mark of 0 pauses the protocol until the buffer is empty.
+            transport.set_write_buffer_limits(high=0)
+            try:
+                await self.drain(timeout)
+            finally:
+                if not self.closed:
+                    transport.set_write_buffer_limits(high=HIGH_WATER)
+        if self.closed:
+            raise ClientGone("client closed the connection")
+        loop = self.loop
+        sock = transport.get_extra_info("socket")
+        out = os.dup(sock.fileno())
+        try:
+            os.set_blocking(out, False)
+            async with asyncio.timeout(timeout or None) as deadline:
+                while count > 0:
+                    if self.closed:
+                        raise ClientGone("client closed the connection")
+                    try:
+                        sent = os.sendfile(out, fd, offset, min(count, SENDFILE_PIECE))
+                    except BlockingIOError:
+                        writable = loop.create_future()
+                        loop.add_writer(out, _resolve, writable)
+                        try:
+                            await writable
+                        finally:
+                            loop.remove_writer(out)
+                        continue
+                    except ConnectionError as exc:
+                        raise ClientGone(str(exc)) from None
+                    if sent <= 0:
+                        raise ResponseAborted("the file shrank while it was being sent")
+                    offset += sent
+                    count -= sent
+                    if timeout:
+                        deadline.reschedule(loop.time() + timeout)
+                    if count > 0:
+                        await asyncio.sleep(0)  # let other connections run between pieces
+        except TimeoutError:
+            self.log("info", "client timed out while sending a file", self.cycle)
+            self.abort()
+            raise ClientGone("send_timeout expired") from None
+        finally:
+            os.close(out)
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -1019,6 +1096,11 @@ class HttpConnection(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _server_name(server: Server) -> str:

@@ -44,6 +44,18 @@ def start_appserver(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         assert "AssertionError" not in log, f"PEP 3333 violation logged:\n{log}"
 
 
+@pytest.fixture
+def start_test_app(start_appserver: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """The validated test app on a uwsgi socket (port 0) under a master, plus ``extra`` options."""
+
+    def start(*extra: str, **kwargs: object) -> ServerProcess:
+        return start_appserver(
+            "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", *extra, **kwargs
+        )
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

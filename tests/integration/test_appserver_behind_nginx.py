@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-from tests.integration.conftest import WSGI_APP
 from tests.support.nginx import Nginx, nginx_available
 
 pytestmark = pytest.mark.nginx
@@ -22,13 +21,8 @@ if not nginx_available():
 
 
 @pytest.fixture
-def stack(start_appserver, tmp_path):
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def stack(start_test_app, tmp_path):
+    server = start_test_app(
         "--processes",
         "2",
         "--threads",

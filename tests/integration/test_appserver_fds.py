@@ -18,13 +18,21 @@ def _fd_count(pid: int) -> int:
 
 
 def _abuse_uwsgi(address) -> None:
-    for data in (b"\x00\x10", b"GET / HTTP/1.1\r\n\r\n", uwsgiproto.encode_packet({"HTTP_COOKIE": "c" * 5000})):
+    for data in (
+        b"\x00\x10",
+        b"GET / HTTP/1.1\r\n\r\n",
+        uwsgiproto.encode_packet({"HTTP_COOKIE": "c" * 5000}),
+    ):
         with socket.create_connection(address, timeout=5) as sock:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
             recv_all(sock, 5)
     sock = socket.create_connection(address, timeout=5)
-    sock.sendall(uwsgiproto.encode_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "QUERY_STRING": "100000"}))
+    sock.sendall(
+        uwsgiproto.encode_packet(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/stream", "QUERY_STRING": "100000"}
+        )
+    )
     sock.recv(100)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -45,8 +53,19 @@ def _abuse_http(address) -> None:
 
 def test_no_fd_leak_under_bad_input(start_appserver) -> None:
     server = start_appserver(
-        "--socket", "127.0.0.1:0", "--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP),
-        "--master", "--threads", "2", "--socket-timeout", "1", "--http-keepalive", "1",
+        "--socket",
+        "127.0.0.1:0",
+        "--http-socket",
+        "127.0.0.1:0",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--threads",
+        "2",
+        "--socket-timeout",
+        "1",
+        "--http-keepalive",
+        "1",
     )
     server.wait_ready(1)
     uwsgi_address = server.address("uwsgi")
@@ -60,5 +79,7 @@ def test_no_fd_leak_under_bad_input(start_appserver) -> None:
         _abuse_uwsgi(uwsgi_address)
         _abuse_http(http_address)
     time.sleep(2.5)
-    assert json.loads(uwsgi_request(uwsgi_address, "GET", "/pid").body)["pid"] == worker  # same worker, alive
+    assert (
+        json.loads(uwsgi_request(uwsgi_address, "GET", "/pid").body)["pid"] == worker
+    )  # same worker, alive
     assert _fd_count(worker) <= before

@@ -195,8 +195,15 @@ def test_http_front_proxies_to_the_workers_and_survives_reload(start_appserver, 
     port = free_port()
     pidfile = tmp_path / "app.pid"
     server = start_appserver(
-        "--http", f"127.0.0.1:{port}", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2",
-        "--pidfile", str(pidfile),
+        "--http",
+        f"127.0.0.1:{port}",
+        "--wsgi-file",
+        str(WSGI_APP),
+        "--master",
+        "--processes",
+        "2",
+        "--pidfile",
+        str(pidfile),
     )
     server.wait_ready(2)
     server.wait_for_log(rf"listening on http://127.0.0.1:{port}")

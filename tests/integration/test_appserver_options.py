@@ -105,13 +105,8 @@ def test_static_map_serves_files_and_falls_through(start_appserver, tmp_path) ->
     server.wait_for_log(r"GET /static/site.css => generated 20 bytes in \d+ msecs via sendfile\(\)")
 
 
-def test_post_buffering_spools_big_bodies(start_appserver) -> None:
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def test_post_buffering_spools_big_bodies(start_test_app) -> None:
+    server = start_test_app(
         "--post-buffering",
         "4096",
     )
@@ -122,14 +117,9 @@ def test_post_buffering_spools_big_bodies(start_appserver) -> None:
         assert data["size"] == size
 
 
-def test_json_log_format_and_logto(start_appserver, tmp_path) -> None:
+def test_json_log_format_and_logto(start_test_app, tmp_path) -> None:
     log = tmp_path / "requests.log"
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+    server = start_test_app(
         "--log-format",
         "json",
         "--logto",
@@ -155,24 +145,17 @@ def test_json_log_format_and_logto(start_appserver, tmp_path) -> None:
     assert record["method"] == "GET" and record["uri"] == "/echo?x=1" and record["status"] == 200
 
 
-def test_reload_on_rss_recycles_a_fat_worker(start_appserver) -> None:
-    server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--reload-on-rss", "1"
-    )
+def test_reload_on_rss_recycles_a_fat_worker(start_test_app) -> None:
+    server = start_test_app("--reload-on-rss", "1")
     server.wait_ready(1)
     server.wait_for_log(r"uses \d+ MB > reload-on-rss 1 MB: recycling it", timeout=10)
     assert uwsgi_request(server.address(), "GET", "/echo").status == 200
 
 
-def test_touch_reload(start_appserver, tmp_path) -> None:
+def test_touch_reload(start_test_app, tmp_path) -> None:
     trigger = tmp_path / "reload.trigger"
     trigger.write_text("")
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+    server = start_test_app(
         "--touch-reload",
         str(trigger),
     )
@@ -236,13 +219,8 @@ def test_import_error_in_the_app_exits_nonzero_with_the_cause(tmp_path) -> None:
     assert "No module named 'this_module_does_not_exist'" in result.stderr
 
 
-def test_unsupported_but_harmless_options_warn(start_appserver, tmp_path) -> None:
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def test_unsupported_but_harmless_options_warn(start_test_app, tmp_path) -> None:
+    server = start_test_app(
         "--thunder-lock",
         "--plugins",
         "python3",
@@ -252,13 +230,8 @@ def test_unsupported_but_harmless_options_warn(start_appserver, tmp_path) -> Non
     assert "thunder-lock" in log and "plugins" in log
 
 
-def test_uwsgitop_reads_the_stats(start_appserver) -> None:
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def test_uwsgitop_reads_the_stats(start_test_app) -> None:
+    server = start_test_app(
         "--processes",
         "2",
         "--stats",

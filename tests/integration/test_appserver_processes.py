@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.integration.conftest import WSGI_APP
 from tests.support.clients import uwsgi_request
 
 
@@ -18,10 +17,8 @@ def _pid_of_answer(address) -> int:
     return json.loads(uwsgi_request(address, "GET", "/pid").body)["pid"]
 
 
-def test_worker_crash_is_logged_and_respawned(start_appserver) -> None:
-    server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "1"
-    )
+def test_worker_crash_is_logged_and_respawned(start_test_app) -> None:
+    server = start_test_app("--processes", "1")
     server.wait_ready(1)
     address = server.address()
     first_pid = _pid_of_answer(address)
@@ -41,13 +38,8 @@ def test_worker_crash_is_logged_and_respawned(start_appserver) -> None:
     assert json.loads(response.body)["pid"] != first_pid
 
 
-def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_appserver) -> None:
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_test_app) -> None:
+    server = start_test_app(
         "--processes",
         "1",
         "--harakiri",
@@ -75,13 +67,8 @@ def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_appserver) -> None
         raise AssertionError(server.log())
 
 
-def test_max_requests_recycles_without_refusing_a_request(start_appserver) -> None:
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def test_max_requests_recycles_without_refusing_a_request(start_test_app) -> None:
+    server = start_test_app(
         "--processes",
         "1",
         "--max-requests",
@@ -111,14 +98,9 @@ def _request_loop(address, stop: threading.Event, results: list, path: str = "/p
             results.append(repr(exc))
 
 
-def test_reload_under_load_loses_no_request(start_appserver, tmp_path) -> None:
+def test_reload_under_load_loses_no_request(start_test_app, tmp_path) -> None:
     pidfile = tmp_path / "app.pid"
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+    server = start_test_app(
         "--processes",
         "2",
         "--pidfile",
@@ -154,14 +136,9 @@ def test_reload_under_load_loses_no_request(start_appserver, tmp_path) -> None:
     assert uwsgi_request(address, "GET", "/echo").status == 200
 
 
-def test_stop_with_pidfile_is_graceful(start_appserver, tmp_path) -> None:
+def test_stop_with_pidfile_is_graceful(start_test_app, tmp_path) -> None:
     pidfile = tmp_path / "app.pid"
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+    server = start_test_app(
         "--pidfile",
         str(pidfile),
     )
@@ -184,10 +161,8 @@ def test_stop_with_pidfile_is_graceful(start_appserver, tmp_path) -> None:
         socket.create_connection(address, timeout=2)
 
 
-def test_sigint_is_a_fast_stop(start_appserver) -> None:
-    server = start_appserver(
-        "--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--processes", "2"
-    )
+def test_sigint_is_a_fast_stop(start_test_app) -> None:
+    server = start_test_app("--processes", "2")
     server.wait_ready(2)
     threading.Thread(target=lambda: _swallow(server.address()), daemon=True).start()
     time.sleep(0.3)
@@ -204,13 +179,8 @@ def _swallow(address) -> None:
         pass
 
 
-def test_stats_server_speaks_uwsgi_json(start_appserver) -> None:
-    server = start_appserver(
-        "--socket",
-        "127.0.0.1:0",
-        "--wsgi-file",
-        str(WSGI_APP),
-        "--master",
+def test_stats_server_speaks_uwsgi_json(start_test_app) -> None:
+    server = start_test_app(
         "--processes",
         "2",
         "--threads",
