@@ -374,7 +374,14 @@ OPTIONS: tuple[Option, ...] = (
         relative_to="chdir",
     ),
     # Processes.
-    Option("master", "master", BOOL, False, "run a master process", short="M"),
+    Option(
+        "master",
+        "master",
+        BOOL,
+        False,
+        "accepted for uWSGI compatibility: appserver always runs a master process",
+        short="M",
+    ),
     Option(
         "processes",
         "processes",
