@@ -81,7 +81,14 @@ from edge.exchange import (
     UpstreamTimeout,
 )
 from edge.upstream.balancer import Peer
-from edge.upstream.pool import UpstreamConnection, UpstreamGroup, UpstreamRuntime, open_connection
+from edge.upstream.pool import (
+    DirectConnection,
+    UpstreamConnection,
+    UpstreamGroup,
+    UpstreamRuntime,
+    open_connection,
+    open_direct_connection,
+)
 from httpproto.parser import NEED_DATA, Data
 from httpproto.response_parser import (
     IncompleteResponse,
@@ -258,6 +265,18 @@ _GETTERS: Final[dict[str, Callable[[Variables], bytes]]] = {
 }
 
 
+def _compile_getter(template: Template) -> Callable[[Variables], bytes]:
+    """``Variables.expand(template)`` as one call, resolved once per location."""
+    if len(template) == 1:
+        part = template[0]
+        if isinstance(part, bytes):
+            return lambda _variables: part
+        getter = _GETTERS.get(part)
+        if getter is not None:
+            return getter
+    return lambda variables: variables.expand(template)
+
+
 # --- request bodies ---------------------------------------------------------------------
 
 
@@ -402,7 +421,7 @@ class _Response:
     """An attempt that produced a response head; the connection is positioned at the body."""
 
     peer: Peer
-    connection: UpstreamConnection
+    connection: UpstreamConnection | DirectConnection
     parser: ResponseParser
     head: ResponseHead
     started: float  # loop time when the attempt began
@@ -444,7 +463,7 @@ class ProxyHandlerImpl:
         self.runtime = runtime
         configured = [Param(p.name, p.value, p.if_not_empty) for p in handler.params]
         self._uwsgi_params = tuple(
-            (param.name, compile_template(param.value), param.if_not_empty)
+            (param.name, _compile_getter(compile_template(param.value)), param.if_not_empty)
             for param in merge_params(UWSGI_PARAMS, configured)
         )
         # For HTTP upstreams a param is a request header (nginx proxy_set_header).
@@ -657,7 +676,7 @@ class ProxyHandlerImpl:
         attempt_started: float,
     ) -> _Response:
         request = exchange.request
-        connection: UpstreamConnection | None = None
+        connection: UpstreamConnection | DirectConnection | None = None
         if self._scheme == "http" and not fresh:
             connection = group.pool.take(peer.endpoint)
         reused = connection is not None
@@ -688,9 +707,11 @@ class ProxyHandlerImpl:
             if connection is not None and not handed_over:
                 connection.abort()
 
-    async def _connect(self, peer: Peer) -> UpstreamConnection:
+    async def _connect(self, peer: Peer) -> UpstreamConnection | DirectConnection:
         timeout = self.settings.connect_timeout or None
         try:
+            if self._scheme == "uwsgi":
+                return await open_direct_connection(peer.endpoint, self.runtime.clock, timeout)
             async with asyncio.timeout(timeout):
                 return await open_connection(peer.endpoint, self.runtime.clock)
         except TimeoutError:
@@ -712,17 +733,23 @@ class ProxyHandlerImpl:
                 hint="is the app server running and listening on that address?" if refused else "",
             ) from None
 
-    async def _write(self, connection: UpstreamConnection, data: bytes, first: bool) -> None:
+    async def _write(
+        self, connection: UpstreamConnection | DirectConnection, data: bytes, first: bool
+    ) -> None:
         """Write and wait for the socket to drain (proxy_send_timeout between writes).
 
         Any failed write counts as "request sent" (part of it may have reached the
         app); only the first write on a reused connection can be a stale one.
         """
-        writer = connection.writer
         try:
-            writer.write(data)
-            async with asyncio.timeout(self.settings.send_timeout or None):
-                await writer.drain()
+            if type(connection) is DirectConnection:
+                await connection.send(data, self.settings.send_timeout or None)
+            else:
+                assert isinstance(connection, UpstreamConnection)
+                writer = connection.writer
+                writer.write(data)
+                async with asyncio.timeout(self.settings.send_timeout or None):
+                    await writer.drain()
         except TimeoutError:
             raise _Failure(
                 "timeout", "send", f"upstream timed out ({_TIMED_OUT})", request_sent=True
@@ -736,7 +763,9 @@ class ProxyHandlerImpl:
                 stale=connection.reused and first,
             ) from None
 
-    async def _send_uwsgi(self, connection: UpstreamConnection, packet: bytes, body: _Body) -> None:
+    async def _send_uwsgi(
+        self, connection: DirectConnection | UpstreamConnection, packet: bytes, body: _Body
+    ) -> None:
         # The vars packet and the first piece of a small body share one write.
         first = await body.next_chunk() if body.length else b""
         await self._write(connection, packet + first if first else packet, True)
@@ -750,7 +779,7 @@ class ProxyHandlerImpl:
 
     async def _send_http(
         self,
-        connection: UpstreamConnection,
+        connection: UpstreamConnection | DirectConnection,
         request: Request,
         variables: Variables,
         body: _Body,
@@ -776,7 +805,10 @@ class ProxyHandlerImpl:
             await self._write(connection, b"0\r\n\r\n", False)
 
     async def _read_head(
-        self, connection: UpstreamConnection, parser: ResponseParser, reused: bool
+        self,
+        connection: UpstreamConnection | DirectConnection,
+        parser: ResponseParser,
+        reused: bool,
     ) -> ResponseHead:
         while True:
             try:
@@ -801,9 +833,16 @@ class ProxyHandlerImpl:
             return event
 
     async def _read(
-        self, connection: UpstreamConnection, phase: Phase, parser: ResponseParser, reused: bool
+        self,
+        connection: UpstreamConnection | DirectConnection,
+        phase: Phase,
+        parser: ResponseParser,
+        reused: bool,
     ) -> bytes:
         try:
+            if type(connection) is DirectConnection:
+                return await connection.read(READ_SIZE, self.settings.read_timeout or None)
+            assert isinstance(connection, UpstreamConnection)
             async with asyncio.timeout(self.settings.read_timeout or None):
                 return await connection.reader.read(READ_SIZE)
         except TimeoutError:
@@ -830,8 +869,7 @@ class ProxyHandlerImpl:
 
     def _uwsgi_packet(self, request: Request, variables: Variables) -> bytes:
         params = [
-            (name, variables.expand(template), if_not_empty)
-            for name, template, if_not_empty in self._uwsgi_params
+            (name, get(variables), if_not_empty) for name, get, if_not_empty in self._uwsgi_params
         ]
         # The body is de-chunked with a CONTENT_LENGTH: the app must not see the old framing.
         exclude = (b"transfer-encoding",) if request.chunked else ()
@@ -936,7 +974,7 @@ class ProxyHandlerImpl:
                     client_gone = True  # keep reading the upstream to its end
                     collector = None
             self._finish_timing(request, response)
-            if self._scheme == "http" and parser.reusable:
+            if type(connection) is UpstreamConnection and parser.reusable:
                 group.pool.give(connection, _keep_alive_hint(head))
             else:
                 connection.close()
