@@ -674,18 +674,20 @@ class HttpConnection(asyncio.Protocol):
     # -- graceful stop and worker_connections ------------------------------------
 
     def shutdown(self) -> None:
-        """Graceful stop: idle connections go now, busy ones after their response.
+        """Graceful stop: idle connections get a short grace, busy ones close after their response.
 
-        A connection that has not sent its first request yet was accepted a moment
-        ago and its request is likely in flight: closing it would drop that request,
-        so it gets a short grace to send it (and is then answered with close).
+        An idle connection may have a request in flight towards us: a new one that
+        was accepted a moment ago, or a keep-alive one whose client sends its next
+        request right after the last response.  Closing it now would drop that
+        request (the client sees the connection reset), so it gets a short grace to
+        arrive and is answered with close; a connection that stays quiet is closed.
         """
-        if self.phase == IDLE and self.requests == 0:
+        if self.phase == IDLE:
             self._arm(
                 min(FIRST_REQUEST_GRACE, self.defaults.client_header_timeout),
                 self._on_header_timeout,
             )
-        elif self.phase in (IDLE, LINGER):
+        elif self.phase == LINGER:
             self.close_now()
 
     def close_now(self) -> None:

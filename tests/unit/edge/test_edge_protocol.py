@@ -885,14 +885,18 @@ def test_graceful_shutdown_closes_idle_and_finishes_busy_connections(
         for conn in list(harness.state.connections):
             conn.shutdown()
         await busy.settle()
-        # Keep-alive idle: closed at once.  Fresh: a short grace for the request in flight.
-        assert kept_alive.transport.closed
+        # Idle connections, fresh or kept alive, get a short grace for a request in flight.
+        assert not kept_alive.transport.closed
         assert not fresh_silent.transport.closed and not busy.transport.closed
         fresh_talking.send(GET % b"late")
         late = await fresh_talking.response()
         assert late.status == 200 and late.header("Connection") == "close"
+        kept_alive.send(GET % b"next")
+        following = await kept_alive.response()
+        assert following.status == 200 and following.header("Connection") == "close"
         await asyncio.sleep(0.1)
         assert fresh_silent.transport.closed and not fresh_silent.transport.buffer
+        assert kept_alive.transport.closed
         release.set()
         response = await busy.response()
         assert response.status == 200 and response.header("Connection") == "close"
