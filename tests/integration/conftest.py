@@ -56,6 +56,20 @@ def start_test_app(start_appserver: Callable[..., ServerProcess]) -> Callable[..
     return start
 
 
+@pytest.fixture
+def start_sampleapp(start_appserver: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """The Django sample on --http-socket (port 0), 2 processes x 4 threads, with ``env``."""
+
+    def start(env: dict[str, str]) -> ServerProcess:
+        return start_appserver(
+            "--http-socket", "127.0.0.1:0", "--chdir", str(SAMPLEAPP),
+            "--module", "sampleapp.wsgi:application", "--master", "--processes", "2", "--threads", "4",
+            cwd=SAMPLEAPP.parent, env=env,
+        )  # fmt: skip
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -7,25 +7,9 @@ import http.client
 import json
 import os
 
-from tests.integration.conftest import SAMPLEAPP
 
-
-def test_django_views_over_http_socket(start_appserver, django_env) -> None:
-    server = start_appserver(
-        "--http-socket",
-        "127.0.0.1:0",
-        "--chdir",
-        str(SAMPLEAPP),
-        "--module",
-        "sampleapp.wsgi:application",
-        "--master",
-        "--processes",
-        "2",
-        "--threads",
-        "4",
-        cwd=SAMPLEAPP.parent,
-        env=django_env,
-    )
+def test_django_views_over_http_socket(start_sampleapp, django_env) -> None:
+    server = start_sampleapp(django_env)
     server.wait_ready(2)
     connection = http.client.HTTPConnection(*server.address("http"), timeout=30)
 

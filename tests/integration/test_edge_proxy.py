@@ -21,20 +21,14 @@ from typing import Any
 
 import pytest
 
-from edge.config.schema import CacheSettings, Location, ProxyParam
+from edge.config.schema import CacheSettings, ProxyParam
 from edge.exchange import UpstreamError, UpstreamTimeout
-from edge.handlers.proxy import ProxyHandlerImpl
-from edge.upstream.pool import UpstreamRuntime
 from tests.integration.conftest import APPS, WSGI_APP
 from tests.support.clients import RawResponse
 from tests.support.edge import read_response, request, start_edge, write_config
 from tests.support.fake_exchange import (
-    FakeSink,
-    LogCollector,
-    make_exchange,
-    proxy_config,
+    ProxiedLocation,
     proxy_location,
-    upstream,
 )
 from tests.support.processes import ServerProcess
 
@@ -50,44 +44,6 @@ def run(coroutine: Coroutine[Any, Any, None]) -> None:
         await asyncio.wait_for(coroutine, 45)
 
     asyncio.run(bounded())
-
-
-class Proxy:
-    """One proxied location in front of real backends, driven in-process."""
-
-    def __init__(
-        self,
-        location: Location,
-        *addresses: str,
-        dns: Any = None,
-        **upstream_settings: object,
-    ) -> None:
-        self.log = LogCollector()
-        self.config = proxy_config(location, upstream("app", *addresses, **upstream_settings))
-        self.runtime = UpstreamRuntime(self.config, self.log, resolve=dns)
-        self.handler = ProxyHandlerImpl(location, self.runtime)
-
-    async def __aenter__(self) -> Proxy:
-        await self.runtime.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.close()
-
-    async def request(self, method: str = "GET", target: str = "/", **kwargs: Any) -> FakeSink:
-        exchange = make_exchange(self.config, method, target, **kwargs)
-        self.last = exchange
-        try:
-            await self.handler.handle(exchange)
-        finally:
-            exchange.body.cleanup()  # type: ignore[attr-defined]
-        assert isinstance(exchange.response, FakeSink)
-        return exchange.response
-
-    async def json(self, target: str, **kwargs: Any) -> Any:
-        sink = await self.request("GET", target, **kwargs)
-        assert sink.status == 200, (sink.status, sink.body, str(self.log))
-        return json.loads(sink.body)
 
 
 def worker_pids(server: ServerProcess) -> list[int]:
@@ -201,7 +157,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def check_bodies(proxy: Proxy) -> None:
+async def check_bodies(proxy: ProxiedLocation) -> None:
     """GET with a query, a 5 MB POST, a chunked 3 MB POST and a streamed response."""
     data = await proxy.json("/echo?q=caf%C3%A9")
     assert (data["method"], data["query"]) == ("GET", "q=caf%C3%A9")
@@ -228,7 +184,7 @@ def test_appserver_over_uwsgi(appservers: Callable[..., list[tuple[ServerProcess
     [(_, address)] = appservers(1)
 
     async def scenario() -> None:
-        async with Proxy(proxy_location(), address) as proxy:
+        async with ProxiedLocation(proxy_location(), address) as proxy:
             await check_bodies(proxy)
             environ = await proxy.json(
                 "/environ?x=1", headers=[(b"cookie", b"a=1"), (b"cookie", b"b=2")]
@@ -248,7 +204,7 @@ def test_real_uwsgi(real_uwsgi: tuple[ServerProcess, str]) -> None:
     location = proxy_location(params=(ProxyParam("SCRIPT_NAME", ""),))
 
     async def scenario() -> None:
-        async with Proxy(location, address) as proxy:
+        async with ProxiedLocation(location, address) as proxy:
             await check_bodies(proxy)
             environ = await proxy.json("/environ?x=1", headers=[(b"x-custom", b"yes")])
             for key, value in {
@@ -272,7 +228,7 @@ def test_gunicorn_over_http_with_keepalive(gunicorn: tuple[ServerProcess, str]) 
 
     async def scenario() -> None:
         location = proxy_location(protocol="http")
-        async with Proxy(location, address, keepalive=8) as proxy:
+        async with ProxiedLocation(location, address, keepalive=8) as proxy:
             await check_bodies(proxy)
             ports = set()
             for _ in range(20):
@@ -303,7 +259,7 @@ def test_load_spread_and_a_killed_backend(
     addresses = [address for _, address in backends]
 
     async def scenario() -> None:
-        async with Proxy(proxy_location(), *addresses) as proxy:
+        async with ProxiedLocation(proxy_location(), *addresses) as proxy:
             pids: dict[int, int] = {}
             for _ in range(30):
                 pid = (await proxy.json("/pid"))["pid"]
@@ -329,7 +285,7 @@ def test_hung_backend_gives_504(appservers: Callable[..., list[tuple[ServerProce
     [(_, address)] = appservers(1)
 
     async def scenario() -> None:
-        async with Proxy(proxy_location(read_timeout=0.5), address) as proxy:
+        async with ProxiedLocation(proxy_location(read_timeout=0.5), address) as proxy:
             loop = asyncio.get_running_loop()
             started = loop.time()
             with pytest.raises(UpstreamTimeout) as info:
@@ -351,7 +307,7 @@ def test_all_backends_down(appservers: Callable[..., list[tuple[ServerProcess, s
         server.stop()
 
     async def scenario() -> None:
-        async with Proxy(proxy_location(), *(a for _, a in backends)) as proxy:
+        async with ProxiedLocation(proxy_location(), *(a for _, a in backends)) as proxy:
             with pytest.raises(UpstreamError) as first:
                 await proxy.request()
             assert "Connection refused) while connecting to upstream" in str(first.value)
@@ -375,10 +331,10 @@ def test_dns_re_resolution_picks_up_a_scaled_service(
     async def fake_dns(host: str, _port: int) -> Sequence[str]:
         return answers[host]
 
-    async def pids(proxy: Proxy, count: int = 8) -> set[int]:
+    async def pids(proxy: ProxiedLocation, count: int = 8) -> set[int]:
         return {(await proxy.json("/pid"))["pid"] for _ in range(count)}
 
-    async def wait_for_peers(proxy: Proxy, count: int) -> None:
+    async def wait_for_peers(proxy: ProxiedLocation, count: int) -> None:
         for _ in range(100):
             if len(proxy.runtime.balancer("app").peers) == count:
                 return
@@ -387,7 +343,9 @@ def test_dns_re_resolution_picks_up_a_scaled_service(
 
     async def scenario() -> None:
         location = proxy_location()
-        async with Proxy(location, f"appserver.test:{port}", dns=fake_dns, resolve=0.1) as proxy:
+        async with ProxiedLocation(
+            location, f"appserver.test:{port}", dns=fake_dns, resolve=0.1
+        ) as proxy:
             assert await pids(proxy) == set(worker_pids(first))
             answers["appserver.test"] = ["127.0.0.1", "127.0.0.2"]  # --scale appserver=2
             await wait_for_peers(proxy, 2)
@@ -408,7 +366,7 @@ def test_microcache_in_front_of_the_app(
 
     async def scenario() -> None:
         location = proxy_location(cache=CacheSettings(valid=((200, 30.0), (404, 30.0))))
-        async with Proxy(location, address) as proxy:
+        async with ProxiedLocation(location, address) as proxy:
             miss = await proxy.request("GET", "/pid")
             hit = await proxy.request("GET", "/pid")
             assert (miss.header("x-cache"), hit.header("x-cache")) == ("MISS", "HIT")

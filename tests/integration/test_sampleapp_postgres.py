@@ -54,7 +54,7 @@ def postgres_env(postgres: PostgresServer, tmp_path: Path) -> dict[str, str]:
 
 
 def test_sampleapp_on_postgres(
-    start_appserver: Callable[..., ServerProcess],
+    start_sampleapp: Callable[..., ServerProcess],
     postgres: PostgresServer,
     postgres_env: dict[str, str],
 ) -> None:
@@ -65,21 +65,7 @@ def test_sampleapp_on_postgres(
         seeded = [row[0] for row in db.execute("SELECT name FROM shop_item ORDER BY id")]
     assert seeded == SEEDED
 
-    server = start_appserver(
-        "--http-socket",
-        "127.0.0.1:0",
-        "--chdir",
-        str(SAMPLEAPP),
-        "--module",
-        "sampleapp.wsgi:application",
-        "--master",
-        "--processes",
-        "2",
-        "--threads",
-        "4",
-        cwd=SAMPLEAPP.parent,
-        env=postgres_env,
-    )
+    server = start_sampleapp(postgres_env)
     server.wait_ready(2)
     host, port = server.address("http")
 

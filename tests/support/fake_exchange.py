@@ -3,17 +3,20 @@
 ``FakeSink`` records what a handler sends (and can stall or vanish like a
 slow or departing client); ``FakeBody`` serves a request body from bytes in
 pieces, as the front's reader does.  ``proxy_config`` builds a one-location
-``EdgeConfig`` in code, so tests need no YAML.
+``EdgeConfig`` in code, so tests need no YAML; ``ProxiedLocation`` drives the
+real ``ProxyHandlerImpl`` for one such location.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.config.schema import (
     EdgeConfig,
@@ -25,6 +28,8 @@ from edge.config.schema import (
     UpstreamServer,
 )
 from edge.exchange import ClientGone, Exchange, Request
+from edge.handlers.proxy import ProxyHandlerImpl
+from edge.upstream.pool import UpstreamRuntime
 
 
 class FakeBody:
@@ -229,3 +234,38 @@ class LogCollector:
 
     def __str__(self) -> str:
         return "\n".join(f"[{level}] {message}" for level, message in self.lines)
+
+
+class ProxiedLocation:
+    """The real proxy handler and upstream runtime for one location, driven in-process."""
+
+    def __init__(
+        self, location: Location, *addresses: str, dns: Any = None, **upstream_settings: object
+    ) -> None:
+        self.log = LogCollector()
+        self.config = proxy_config(location, upstream("app", *addresses, **upstream_settings))
+        self.runtime = UpstreamRuntime(self.config, self.log, resolve=dns)
+        self.handler = ProxyHandlerImpl(location, self.runtime)
+
+    async def __aenter__(self) -> ProxiedLocation:
+        await self.runtime.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runtime.close()
+
+    async def request(self, method: str = "GET", target: str = "/", **kwargs: Any) -> FakeSink:
+        exchange = make_exchange(self.config, method, target, **kwargs)
+        self.last = exchange
+        try:
+            await self.handler.handle(exchange)
+        finally:
+            assert isinstance(exchange.body, FakeBody)
+            exchange.body.cleanup()
+        assert isinstance(exchange.response, FakeSink)
+        return exchange.response
+
+    async def json(self, target: str, **kwargs: Any) -> Any:
+        sink = await self.request("GET", target, **kwargs)
+        assert sink.status == 200, (sink.status, sink.body, str(self.log))
+        return json.loads(sink.body)

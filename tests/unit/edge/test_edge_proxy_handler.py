@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
-from edge.config.schema import CacheSettings, EdgeConfig, Location, ProxyParam
+from edge.config.schema import CacheSettings, ProxyParam
 from edge.exchange import ClientError, ClientGone, ResponseAborted, UpstreamError, UpstreamTimeout
-from edge.handlers.proxy import ProxyHandlerImpl, Variables, compile_template
-from edge.upstream.pool import UpstreamRuntime
+from edge.handlers.proxy import Variables, compile_template
 from httpproto import NEED_DATA, Data, EndOfMessage, RequestHead, RequestParser
 from tests.support.fake_exchange import (
     FakeSink,
-    LogCollector,
+    ProxiedLocation,
     make_exchange,
     proxy_config,
     proxy_location,
@@ -141,32 +140,6 @@ async def http_keepalive(
         await writer.drain()
 
 
-class Setup:
-    """Runtime + handler for one location; closed by the scenario."""
-
-    def __init__(self, location: Location, *addresses: str, **upstream_settings: object) -> None:
-        self.log = LogCollector()
-        self.config: EdgeConfig = proxy_config(
-            location, upstream("app", *addresses, **upstream_settings)
-        )
-        self.runtime = UpstreamRuntime(self.config, self.log)
-        self.handler = ProxyHandlerImpl(location, self.runtime)
-
-    async def __aenter__(self) -> Setup:
-        await self.runtime.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.close()
-
-    async def request(self, method: str = "GET", target: str = "/", **kwargs: Any) -> FakeSink:
-        exchange = make_exchange(self.config, method, target, **kwargs)
-        self.last = exchange
-        await self.handler.handle(exchange)
-        assert isinstance(exchange.response, FakeSink)
-        return exchange.response
-
-
 # --- variables and request building ---------------------------------------------------
 
 
@@ -207,7 +180,7 @@ def test_uwsgi_request_carries_exactly_the_nginx_vars() -> None:
                     ProxyParam("UWSGI_SCHEME", "$https", if_not_empty=True),
                 )
             )
-            async with Setup(location, peer.address) as setup:
+            async with ProxiedLocation(location, peer.address) as setup:
                 sink = await setup.request(
                     "POST",
                     "/caf%C3%A9/x?q=1",
@@ -247,7 +220,10 @@ def test_uwsgi_request_carries_exactly_the_nginx_vars() -> None:
 
 def test_chunked_body_reaches_uwsgi_with_a_content_length() -> None:
     async def scenario() -> None:
-        async with FakePeer(uwsgi_ok) as peer, Setup(proxy_location(), peer.address) as setup:
+        async with (
+            FakePeer(uwsgi_ok) as peer,
+            ProxiedLocation(proxy_location(), peer.address) as setup,
+        ):
             sink = await setup.request("POST", "/", body=b"x" * 100_000, chunked=True)
         assert json.loads(sink.body)["size"] == 100_000
         variables, _ = peer.requests[0]
@@ -259,7 +235,7 @@ def test_chunked_body_reaches_uwsgi_with_a_content_length() -> None:
 
 def test_vars_over_64k_are_refused_with_431() -> None:
     async def scenario() -> None:
-        async with Setup(proxy_location(), "127.0.0.1:1") as setup:
+        async with ProxiedLocation(proxy_location(), "127.0.0.1:1") as setup:
             with pytest.raises(ClientError) as info:
                 await setup.request("GET", "/", headers=[(b"cookie", b"x" * 70_000)])
         assert info.value.status == 431
@@ -274,7 +250,10 @@ def test_vars_over_64k_are_refused_with_431() -> None:
 def test_connect_refused_goes_to_the_next_peer_and_is_logged() -> None:
     async def scenario() -> None:
         dead = refused_address()
-        async with FakePeer(uwsgi_ok) as peer, Setup(proxy_location(), dead, peer.address) as setup:
+        async with (
+            FakePeer(uwsgi_ok) as peer,
+            ProxiedLocation(proxy_location(), dead, peer.address) as setup,
+        ):
             for _ in range(2):
                 sink = await setup.request("GET", "/")
                 assert sink.status == 200
@@ -302,12 +281,16 @@ def test_post_is_retried_only_when_nothing_was_sent() -> None:
 
     async def scenario() -> None:
         async with FakePeer(closes) as bad, FakePeer(uwsgi_ok) as good:
-            async with Setup(proxy_location(), bad.address, good.address, max_fails=0) as setup:
+            async with ProxiedLocation(
+                proxy_location(), bad.address, good.address, max_fails=0
+            ) as setup:
                 # GET: the premature close is an "error", retried on the next peer.
                 sink = await setup.request("GET", "/")
                 assert sink.status == 200
                 assert setup.last.request.extra["upstream_addr"] == f"{bad.address}, {good.address}"
-            async with Setup(proxy_location(), bad.address, good.address, max_fails=0) as setup:
+            async with ProxiedLocation(
+                proxy_location(), bad.address, good.address, max_fails=0
+            ) as setup:
                 with pytest.raises(UpstreamError) as info:
                     # POST reached the app: sending it again could charge a card twice.
                     await setup.request("POST", "/", body=b"pay")
@@ -318,11 +301,11 @@ def test_post_is_retried_only_when_nothing_was_sent() -> None:
                 # The front adds the context; the peer is in extra["upstream"] for it.
                 assert setup.last.request.extra["upstream"] == f"uwsgi://{bad.address}"
                 assert info.value.status == 502
-            async with Setup(proxy_location(), refused_address(), good.address) as setup:
+            async with ProxiedLocation(proxy_location(), refused_address(), good.address) as setup:
                 sink = await setup.request("POST", "/", body=b"pay")  # refused: never sent
                 assert sink.status == 200
             location = proxy_location(next_upstream=("error", "timeout", "non_idempotent"))
-            async with Setup(location, bad.address, good.address, max_fails=0) as setup:
+            async with ProxiedLocation(location, bad.address, good.address, max_fails=0) as setup:
                 sink = await setup.request("POST", "/", body=b"pay")
                 assert sink.status == 200
 
@@ -333,12 +316,14 @@ def test_next_upstream_off_and_tries() -> None:
     async def scenario() -> None:
         dead = [refused_address() for _ in range(3)]
         async with FakePeer(uwsgi_ok) as good:
-            async with Setup(proxy_location(next_upstream=()), dead[0], good.address) as setup:
+            async with ProxiedLocation(
+                proxy_location(next_upstream=()), dead[0], good.address
+            ) as setup:
                 with pytest.raises(UpstreamError, match="Connection refused"):
                     await setup.request()
                 assert setup.last.request.extra["upstream_addr"] == dead[0]
             location = proxy_location(next_upstream_tries=2)
-            async with Setup(location, *dead, good.address) as setup:
+            async with ProxiedLocation(location, *dead, good.address) as setup:
                 with pytest.raises(UpstreamError):
                     await setup.request()
                 assert setup.last.request.extra["upstream_addr"].count(",") == 1
@@ -349,7 +334,7 @@ def test_next_upstream_off_and_tries() -> None:
 def test_all_peers_down_gives_no_live_upstreams() -> None:
     async def scenario() -> None:
         dead = [refused_address(), refused_address()]
-        async with Setup(proxy_location(), *dead) as setup:
+        async with ProxiedLocation(proxy_location(), *dead) as setup:
             with pytest.raises(UpstreamError) as first:
                 await setup.request()
             assert "Connection refused" in str(first.value)
@@ -373,7 +358,7 @@ def test_hung_peer_times_out_with_504() -> None:
 
     async def scenario() -> None:
         async with FakePeer(hangs) as peer:
-            async with Setup(proxy_location(read_timeout=0.2), peer.address) as setup:
+            async with ProxiedLocation(proxy_location(read_timeout=0.2), peer.address) as setup:
                 with pytest.raises(UpstreamTimeout) as info:
                     await setup.request()
         message = str(info.value)
@@ -397,15 +382,15 @@ def test_http_502_is_retried_when_configured() -> None:
     async def scenario() -> None:
         async with FakePeer(bad_gateway) as bad, FakePeer(uwsgi_ok) as good:
             location = proxy_location(next_upstream=("error", "timeout", "http_502"))
-            async with Setup(location, bad.address, good.address) as setup:
+            async with ProxiedLocation(location, bad.address, good.address) as setup:
                 sink = await setup.request()
                 assert sink.status == 200
                 assert setup.log.matching("upstream returned 502")
-            async with Setup(proxy_location(), bad.address, good.address) as setup:
+            async with ProxiedLocation(proxy_location(), bad.address, good.address) as setup:
                 sink = await setup.request()
                 assert (sink.status, sink.body) == (502, b"bad")  # relayed as the app said it
             # The last peer's 502 is relayed when nobody is left to try.
-            async with Setup(location, bad.address) as setup:
+            async with ProxiedLocation(location, bad.address) as setup:
                 sink = await setup.request()
                 assert sink.status == 502
 
@@ -420,7 +405,10 @@ def test_invalid_response_head_is_a_502() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
 
     async def scenario() -> None:
-        async with FakePeer(garbage) as peer, Setup(proxy_location(), peer.address) as setup:
+        async with (
+            FakePeer(garbage) as peer,
+            ProxiedLocation(proxy_location(), peer.address) as setup,
+        ):
             with pytest.raises(UpstreamError, match="upstream sent invalid header"):
                 await setup.request()
 
@@ -438,7 +426,10 @@ def test_body_cut_after_the_head_aborts_and_logs() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nServer: x\r\n\r\n0123456789")
 
     async def scenario() -> None:
-        async with FakePeer(short) as peer, Setup(proxy_location(), peer.address) as setup:
+        async with (
+            FakePeer(short) as peer,
+            ProxiedLocation(proxy_location(), peer.address) as setup,
+        ):
             sink = FakeSink()
             with pytest.raises(ResponseAborted):
                 await setup.request(sink=sink)
@@ -466,7 +457,7 @@ def test_a_slow_client_pauses_the_upstream_read() -> None:
         await writer.drain()
 
     async def scenario() -> None:
-        async with FakePeer(big) as peer, Setup(proxy_location(), peer.address) as setup:
+        async with FakePeer(big) as peer, ProxiedLocation(proxy_location(), peer.address) as setup:
             gate = asyncio.Event()
             sink = FakeSink(gate=gate)
             task = asyncio.create_task(setup.request(sink=sink))
@@ -502,7 +493,7 @@ def test_client_gone_drops_the_upstream_unless_ignore_client_abort() -> None:
 
     async def scenario() -> None:
         async with FakePeer(stream) as peer:
-            async with Setup(proxy_location(), peer.address) as setup:
+            async with ProxiedLocation(proxy_location(), peer.address) as setup:
                 with pytest.raises(ClientGone):
                     await setup.request(sink=FakeSink(gone_after=100_000))
                 for _ in range(100):
@@ -511,7 +502,9 @@ def test_client_gone_drops_the_upstream_unless_ignore_client_abort() -> None:
                     await asyncio.sleep(0.02)
                 assert done == ["reset"]
             done.clear()
-            async with Setup(proxy_location(ignore_client_abort=True), peer.address) as setup:
+            async with ProxiedLocation(
+                proxy_location(ignore_client_abort=True), peer.address
+            ) as setup:
                 with pytest.raises(ClientGone):
                     await setup.request(sink=FakeSink(gone_after=100_000))
                 assert done == ["complete"]
@@ -534,7 +527,7 @@ def test_ignore_client_abort_survives_cancellation() -> None:
     async def scenario() -> None:
         async with FakePeer(slow) as peer:
             location = proxy_location(ignore_client_abort=True)
-            async with Setup(location, peer.address) as setup:
+            async with ProxiedLocation(location, peer.address) as setup:
                 sink = FakeSink()
                 task = asyncio.create_task(setup.request(sink=sink))
                 await asyncio.sleep(0.1)
@@ -575,7 +568,7 @@ def test_http_headers_both_ways() -> None:
                 protocol="http",
                 params=(ProxyParam("X-Request-Uri", "$request_uri"), ProxyParam("X-Empty", "")),
             )
-            async with Setup(location, peer.address) as setup:
+            async with ProxiedLocation(location, peer.address) as setup:
                 sink = await setup.request(
                     "PUT",
                     "/up?x=1",
@@ -615,7 +608,7 @@ def test_http_headers_both_ways() -> None:
 def test_http_pool_reuses_connections() -> None:
     async def scenario() -> None:
         async with FakePeer(http_keepalive) as peer:
-            async with Setup(proxy_location(protocol="http"), peer.address) as setup:
+            async with ProxiedLocation(proxy_location(protocol="http"), peer.address) as setup:
                 for _ in range(10):
                     sink = await setup.request()
                     assert sink.body == b"port %d" % peer.port
@@ -642,7 +635,7 @@ def test_stale_pooled_connection_is_retried_once_on_a_new_one() -> None:
 
     async def scenario() -> None:
         async with FakePeer(drops_second) as peer:
-            async with Setup(proxy_location(protocol="http"), peer.address) as setup:
+            async with ProxiedLocation(proxy_location(protocol="http"), peer.address) as setup:
                 assert (await setup.request()).status == 200
                 assert (await setup.request()).status == 200
                 assert setup.log.matching("on a kept-alive connection, retrying on a new one")
@@ -659,7 +652,7 @@ def test_cache_serves_hits_without_the_upstream() -> None:
     async def scenario() -> None:
         async with FakePeer(uwsgi_ok) as peer:
             location = proxy_location(cache=CacheSettings())
-            async with Setup(location, peer.address) as setup:
+            async with ProxiedLocation(location, peer.address) as setup:
                 first = await setup.request("GET", "/page")
                 second = await setup.request("GET", "/page")
                 assert setup.last.request.extra["cache_status"] == "HIT"
