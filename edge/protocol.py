@@ -175,6 +175,7 @@ class ResponseWriter:
         "remaining",
         "body_bytes",
         "_head",
+        "on_last_bytes",
     )
 
     def __init__(
@@ -192,6 +193,16 @@ class ResponseWriter:
         self.remaining: int | None = None  # Content-Length bytes still owed
         self.body_bytes = 0
         self._head = b""  # encoded, not yet written
+        # Called once, just before the response's last bytes are handed to the kernel:
+        # what the request holds (a limit_conn slot) is given back before the client
+        # can read the end of the response and send its next request.
+        self.on_last_bytes: Callable[[], None] | None = None
+
+    def _last_bytes(self) -> None:
+        callback = self.on_last_bytes
+        if callback is not None:
+            self.on_last_bytes = None
+            callback()
 
     def _flush_head(self) -> None:
         head = self._head
@@ -275,6 +286,8 @@ class ResponseWriter:
                 if not size:
                     return
             self.remaining -= size
+            if not self.remaining:
+                self._last_bytes()
         head, self._head = self._head, b""
         if self.chunked:
             conn.writelines((head, b"%x\r\n" % size, data, b"\r\n"))
@@ -296,6 +309,8 @@ class ResponseWriter:
         if self.remaining is not None:
             count = min(count, self.remaining)
             self.remaining -= count
+            if not self.remaining:
+                self._last_bytes()
         self._flush_head()
         if self.chunked:
             conn.write(b"%x\r\n" % count)
@@ -313,6 +328,7 @@ class ResponseWriter:
         if self.remaining:
             # Fewer bytes than announced: the client would wait for the rest forever.
             self.keep_alive = False
+        self._last_bytes()
         head, self._head = self._head, b""
         if self.chunked:
             self._conn.writelines((head, b"0\r\n\r\n"))
@@ -929,6 +945,7 @@ class HttpConnection(asyncio.Protocol):
                     level="error",
                 )
             cycle.conn_rules = location.limit_conn
+            cycle.response.on_last_bytes = lambda: self._release_connections(cycle)
         while True:
             location = request.location
             if not access_allowed(location.access, request.client_ip):
@@ -976,11 +993,14 @@ class HttpConnection(asyncio.Protocol):
             )
         request.location = location
 
-    def _end(self, cycle: RequestCycle) -> None:
-        """Runs even when the task is cancelled: give back limits, remove spools, log."""
+    def _release_connections(self, cycle: RequestCycle) -> None:
         if cycle.conn_rules is not None:
             release_connections(cycle.conn_rules, self.state.conn_zones, cycle.request.client_ip)
             cycle.conn_rules = None
+
+    def _end(self, cycle: RequestCycle) -> None:
+        """Runs even when the task is cancelled: give back limits, remove spools, log."""
+        self._release_connections(cycle)
         cycle.body.cleanup()
         request, response = cycle.request, cycle.response
         extra = request.extra

@@ -95,7 +95,9 @@ def test_limit_conn_counts_requests_in_progress_on_any_worker(
         assert read_response(holder).status == 200
     assert statuses == [503] * 30
     assert _pids_logging(process, "limiting connections") == _worker_pids(process)
-    assert request(address, target="/conn").status == 200
+    # The slot is given back before the response's last bytes leave: a client that
+    # has read a response may send the next one at once, to either worker.
+    assert [request(address, target="/conn").status for _ in range(100)] == [200] * 100
 
 
 def test_a_reload_keeps_the_zones_state(edge: tuple[EdgeProcess, tuple[str, int]]) -> None:
