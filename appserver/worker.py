@@ -41,6 +41,9 @@ from appserver.scoreboard import Scoreboard
 from appserver.staticmap import StaticMap
 
 _LISTENER = "listener"
+# Connections accepted per wake-up of the poller, at most: enough to skip most
+# select() calls under load, few enough that parked keep-alive clients get a turn.
+ACCEPT_BATCH = 16
 _WAKE = "wake"
 
 # Exit codes the master reads.
@@ -179,14 +182,20 @@ class Worker:
             for key, _ in select(1.0 if self.listening or self.parked else 0.2):
                 kind, target = key.data
                 if kind == _LISTENER:
-                    if self.stopping or self.idle_threads <= 0:
-                        continue
-                    self._accept(target, inline)
+                    # Under load the queue holds more than one connection: take them
+                    # while a thread is free, without a select() between each.
+                    for _ in range(ACCEPT_BATCH):
+                        if self.stopping or self.idle_threads <= 0:
+                            break
+                        if not self._accept(target, inline):
+                            break
                 elif kind == _WAKE:
                     try:
                         os.read(self.wake_r, 4096)
                     except BlockingIOError:
                         pass
+                elif inline is not None:
+                    self._serve_parked_inline(inline, target)
                 else:
                     self.selector.unregister(target.sock)
                     del self.parked[target.sock.fileno()]
@@ -199,20 +208,22 @@ class Worker:
                 next_sweep = now + 1.0
                 self._sweep_parked(now, keepalive)
 
-    def _accept(self, listener: Listener, inline: Handler | None) -> None:
+    def _accept(self, listener: Listener, inline: Handler | None) -> bool:
+        """Accept and serve (or hand off) one connection; False when none was waiting."""
         try:
             sock, peer = listener.sock.accept()
         except (BlockingIOError, InterruptedError):
-            return  # a sibling worker took it
+            return False  # none left, or a sibling worker took it
         except OSError as exc:
             write_log(
                 f"worker {self.worker_id}: accept() on {listener.display} failed: {exc.strerror}"
             )
-            return
+            return False
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         kind = "http" if listener.protocol == "http" else "uwsgi"  # "router" speaks uwsgi
         self._dispatch(inline, (kind, sock, peer, listener))
+        return True
 
     def _dispatch(self, inline: Handler | None, job: tuple[Any, ...]) -> None:
         if inline is not None:
@@ -222,6 +233,20 @@ class Worker:
             with self.idle_lock:
                 self.idle_threads -= 1
             self.work.put(job)
+
+    def _serve_parked_inline(self, handler: Handler, connection: HttpConnection) -> None:
+        """A keep-alive request with no handler threads: served here, and the
+        connection stays registered if it stays open (two epoll_ctl calls less per
+        request than parking it afresh)."""
+        fd = connection.sock.fileno()
+        self._run_job(handler, ("keepalive", connection))
+        returned = self.returned
+        if returned and returned[-1] is connection:
+            returned.pop()
+            return
+        # Closed by the handler: the selector still knows it by the old descriptor.
+        self.selector.unregister(connection.sock)
+        del self.parked[fd]
 
     def _run_job(self, handler: Handler, job: tuple[Any, ...]) -> None:
         sock: socket.socket = job[1].sock if job[0] == "keepalive" else job[1]

@@ -80,6 +80,7 @@ from httpproto import (
     HttpProtocolError,
     RequestHead,
     RequestParser,
+    encode_head_bytes,
     encode_response_head,
     reason_phrase,
 )
@@ -264,7 +265,7 @@ class ResponseWriter:
         # The head waits for the first body bytes (or end()) so that both leave in one
         # write: one syscall and one segment instead of two.  If the handler awaits
         # something first, the callback sends the head on its own without delay.
-        self._head = encode_response_head(line, lead + out)
+        self._head = encode_head_bytes(line, lead + out)
         conn.loop.call_soon(self._flush_head)
 
     async def send(self, data: bytes) -> None:
@@ -367,6 +368,9 @@ class HttpConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.cycle: RequestCycle | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0  # when the loop's timer fires (loop.time())
+        self._deadline = 0.0  # when the armed callback is due
+        self._timer_callback: Callable[[], object] | None = None
         self._data_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
@@ -454,7 +458,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = CLOSED_PHASE
-        self._cancel_timer()
+        self._drop_timer()
         self.state.forget(self)
         # Waiters re-check ``closed`` when woken; resolving them (rather than setting
         # an exception) leaves no unretrieved exception behind if the task is cancelled.
@@ -707,7 +711,7 @@ class HttpConnection(asyncio.Protocol):
             self.close_now()
 
     def close_now(self) -> None:
-        self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -742,7 +746,6 @@ class HttpConnection(asyncio.Protocol):
         self._answer_and_close(exc.status_hint)
 
     def _on_header_timeout(self) -> None:
-        self._timer = None
         if self.phase == IDLE:
             self.close_now()  # an idle or keep-alive connection: nginx closes it silently
         elif self.phase == HEAD:
@@ -1002,6 +1005,8 @@ class HttpConnection(asyncio.Protocol):
         """Runs even when the task is cancelled: give back limits, remove spools, log."""
         self._release_connections(cycle)
         cycle.body.cleanup()
+        if self.state.access_log is None:
+            return
         request, response = cycle.request, cycle.response
         extra = request.extra
         now = time.time()
@@ -1088,11 +1093,43 @@ class HttpConnection(asyncio.Protocol):
         return isinstance(handler, ProxyHandler) and handler.ignore_client_abort
 
     def _arm(self, delay: float, callback: Callable[[], object]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(delay, callback) if delay > 0 else None
+        """One deadline per connection (header, keep-alive or linger), reset lazily.
+
+        Every request moves the deadline twice; re-creating a loop timer each time
+        cost more than the request's routing.  The loop timer only ever fires early:
+        ``_on_timer`` then re-arms it for what is left.
+        """
+        if delay <= 0:
+            self._timer_callback = None
+            return
+        deadline = self.loop.time() + delay
+        self._deadline = deadline
+        self._timer_callback = callback
+        timer = self._timer
+        if timer is None or self._timer_when > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer_when = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        callback = self._timer_callback
+        if callback is None:
+            return
+        if self._deadline > self.loop.time():
+            self._timer_when = self._deadline
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        self._timer_callback = None
+        callback()
 
     def _cancel_timer(self) -> None:
+        self._timer_callback = None
+
+    def _drop_timer(self) -> None:
+        """The connection is over: let go of the loop's timer (and its reference to us)."""
+        self._timer_callback = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -125,10 +125,26 @@ class LocationTable:
 # --- servers -----------------------------------------------------------------------
 
 
+# Host headers seen lately, normalized, and the server each one picked: the same few
+# names arrive on every request.  The client chooses the header, so both are bounded.
+_MEMO_SIZE = 1024
+_NORMALIZED_HOSTS: dict[bytes | str, str] = {}
+
+
 def normalize_host(host: bytes | str | None) -> str:
     """The Host header as nginx compares it: no port, lower case, no trailing dot."""
     if host is None:
         return ""
+    found = _NORMALIZED_HOSTS.get(host)
+    if found is None:
+        found = _normalize_host(host)
+        if len(_NORMALIZED_HOSTS) >= _MEMO_SIZE:
+            _NORMALIZED_HOSTS.clear()
+        _NORMALIZED_HOSTS[host] = found
+    return found
+
+
+def _normalize_host(host: bytes | str) -> str:
     text = host.decode("latin-1") if isinstance(host, bytes) else host
     text = text.strip()
     if text.startswith("["):
@@ -186,7 +202,7 @@ class _NameIndex:
 class Router:
     """Server and location selection for one ``EdgeConfig``; build once, swap on reload."""
 
-    __slots__ = ("_by_listen", "_by_port", "_fallback", "_tables")
+    __slots__ = ("_by_listen", "_by_port", "_fallback", "_tables", "_chosen")
 
     def __init__(self, config: EdgeConfig | Sequence[Server]) -> None:
         servers = config.servers if isinstance(config, EdgeConfig) else tuple(config)
@@ -205,9 +221,21 @@ class Router:
         self._fallback = _NameIndex(servers)
         # Keyed by identity: Server is hashable but two equal blocks are still two blocks.
         self._tables = {id(server): LocationTable(server.locations) for server in servers}
+        self._chosen: dict[tuple[str, int, str], Server] = {}
 
     def server_for(self, local_host: str, local_port: int, host: bytes | str | None) -> Server:
         """The server block for a connection accepted on ``local_host:local_port``."""
+        name = normalize_host(host)
+        key = (local_host, local_port, name)
+        server = self._chosen.get(key)
+        if server is None:
+            server = self._find_server(local_host, local_port, name)
+            if len(self._chosen) >= _MEMO_SIZE:
+                self._chosen.clear()
+            self._chosen[key] = server
+        return server
+
+    def _find_server(self, local_host: str, local_port: int, name: str) -> Server:
         index = self._by_listen.get(Listen(local_host, local_port))
         if index is None:
             wildcard = "::" if ":" in local_host else "0.0.0.0"
@@ -216,7 +244,7 @@ class Router:
             # A listen given as a host name ("localhost:8000"), or a v4 client on a
             # dual-stack socket: match on the port alone.
             index = self._by_port.get(local_port, self._fallback)
-        return index.find(normalize_host(host))
+        return index.find(name)
 
     def locations(self, server: Server) -> LocationTable:
         return self._tables[id(server)]

@@ -22,7 +22,6 @@ set the stop mode (STYLE rule 6); the loop does the work.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import itertools
 import os
 import signal
@@ -40,6 +39,7 @@ from edge.limits import ConnectionCountZone, RequestRateZone
 from edge.protocol import HEAD, IDLE, LINGER, HttpConnection
 from edge.routing import Router
 from edge.shared_zones import SharedZones
+from httpproto import http_date
 
 LISTEN_BACKLOG = 511  # nginx's default (NGX_LISTEN_BACKLOG); the kernel caps it at somaxconn
 GRACEFUL_TIMEOUT = 30.0  # a graceful stop waits this long for busy connections
@@ -215,7 +215,7 @@ class ServerState:
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date = email.utils.formatdate(now, usegmt=True).encode("ascii")
+            self._date = http_date(now)
         return self._date
 
     def write_access(self, entry: AccessEntry) -> None:

@@ -7,6 +7,8 @@ every response.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Final
@@ -62,6 +64,70 @@ def encode_response_head(
     if text.count("\n") != lines or text.count("\r") != lines:
         raise ValueError(f"CR or LF inside a response status or header: {text[:200]!r}")
     return text.encode("latin-1")
+
+
+_WEEKDAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS: Final = (
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
+    b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+)  # fmt: skip
+_DATES: dict[int, bytes] = {}
+_DATES_KEPT: Final = 1024
+
+
+def http_date(timestamp: float) -> bytes:
+    """RFC 9110's IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``) for a Unix time.
+
+    What ``email.utils.formatdate(usegmt=True)`` gives, at a fraction of its cost
+    (it goes through ``datetime`` and ``str.format``): a Last-Modified is asked for
+    on every static response.  The last thousand seconds asked for are kept.
+    """
+    second = math.floor(timestamp)
+    found = _DATES.get(second)
+    if found is None:
+        t = time.gmtime(second)
+        found = b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+            _WEEKDAYS[t.tm_wday],
+            t.tm_mday,
+            _MONTHS[t.tm_mon - 1],
+            t.tm_year,
+            t.tm_hour,
+            t.tm_min,
+            t.tm_sec,
+        )
+        if len(_DATES) >= _DATES_KEPT:
+            _DATES.clear()
+        _DATES[second] = found
+    return found
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def encode_head_bytes(status: int | str, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """``encode_response_head`` for ``bytes`` pairs on HTTP/1.1: the edge's hot path.
+
+    The same checks, without a decode and re-encode of every header: status lines
+    are built once per code, and the head is one ``bytes.join``.
+    """
+    if isinstance(status, int):
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = f"HTTP/1.1 {status_line(status)}\r\n".encode("latin-1")
+            if 100 <= status <= 999:
+                _STATUS_LINES[status] = line
+    else:
+        line = f"HTTP/1.1 {status}\r\n".encode("latin-1")
+    parts = [line]
+    extend = parts.extend
+    for name, value in headers:
+        extend((name, b": ", value, b"\r\n"))
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(headers) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        raise ValueError(f"CR or LF inside a response status or header: {head[:200]!r}")
+    return head
 
 
 def simple_response(

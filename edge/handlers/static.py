@@ -43,6 +43,7 @@ from urllib.parse import quote
 from edge.config.schema import Expires, Location, OpenFileCache, StaticHandler
 from edge.exchange import ClientError, EdgeError, Exchange, Request
 from edge.handlers import InternalRedirect, expand_variables, special_response_body
+from httpproto import http_date
 
 SMALL_FILE = 64 * 1024  # read in the lookup's executor call and sent from memory
 MAX_EXPIRES: Final = b"Thu, 31 Dec 2037 23:55:55 GMT"
@@ -120,10 +121,6 @@ def content_type(name: str) -> bytes:
 def etag_for(mtime: float, size: int) -> bytes:
     """nginx's ETag: ``"<mtime hex>-<size hex>"`` (``ngx_http_set_etag``)."""
     return b'"%x-%x"' % (int(mtime), size)
-
-
-def http_date(timestamp: float) -> bytes:
-    return email.utils.formatdate(timestamp, usegmt=True).encode("ascii")
 
 
 def parse_http_date(value: bytes | None) -> float | None:
