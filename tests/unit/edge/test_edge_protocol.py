@@ -788,6 +788,34 @@ servers:
 """
 
 
+@pytest.mark.parametrize(("header_ms", "keepalive_ms"), [(400, 100), (100, 400)])
+def test_each_wait_gets_its_own_deadline(tmp_path: Path, header_ms: int, keepalive_ms: int) -> None:
+    """One timer per connection is moved lazily: a shorter deadline after a longer one
+    still fires on time, and a longer one after a shorter one does not fire early."""
+    config = f"""
+servers:
+  - listen: 127.0.0.1:8080
+    client_header_timeout: {header_ms}ms
+    keepalive_timeout: {keepalive_ms}ms
+    locations:
+      - path: /
+        return: {{status: 200, body: "ok"}}
+"""
+
+    async def main() -> None:
+        harness = make(tmp_path, config)
+        await harness.start()
+        kept = harness.connect()
+        kept.send(GET % b"")
+        assert (await kept.response()).status == 200
+        await asyncio.sleep(keepalive_ms / 1000 * 0.6)
+        assert not kept.transport.closed
+        await asyncio.sleep(keepalive_ms / 1000 * 0.8)
+        assert kept.transport.closed
+
+    run(main())
+
+
 def test_slow_head_gets_408_and_idle_connections_close_silently(tmp_path: Path) -> None:
     async def main() -> None:
         harness = make(tmp_path, TIMEOUTS)

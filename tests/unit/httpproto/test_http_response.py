@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httpproto import (
     CONTINUE,
@@ -12,7 +16,9 @@ from httpproto import (
     HttpProtocolError,
     UnsupportedTransferEncoding,
     UriTooLong,
+    encode_head_bytes,
     encode_response_head,
+    http_date,
     error_response,
     reason_phrase,
     simple_response,
@@ -103,3 +109,31 @@ def test_error_response_uses_status_hint(error: type[HttpProtocolError], status:
     assert response.startswith(b"HTTP/1.1 %d " % status)
     assert b"Connection: close\r\n" in response
     assert b"secret" not in response
+
+
+def test_bytes_head_matches_the_general_encoder() -> None:
+    headers = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")]
+    for status in (200, 304, 599, "299 Custom Thing"):
+        assert encode_head_bytes(status, headers) == encode_response_head(status, headers)
+    assert encode_head_bytes(204, []) == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (200, [(b"X-A", b"one\r\nSet-Cookie: evil=1")]),
+        (200, [(b"X-A\n", b"one")]),
+        (200, [(b"X-A", b"one\rtwo")]),
+        ("200 OK\r\nX-Evil: 1", []),
+    ],
+)
+def test_bytes_head_refuses_injection(status: int | str, headers: list[tuple[bytes, bytes]]) -> None:
+    with pytest.raises(ValueError, match="CR or LF"):
+        encode_head_bytes(status, headers)
+
+
+@given(st.floats(min_value=0, max_value=253402300799, allow_nan=False))
+def test_http_date_is_the_imf_fixdate_email_utils_gives(timestamp: float) -> None:
+    expected = email.utils.formatdate(int(timestamp), usegmt=True).encode("ascii")
+    assert http_date(timestamp) == expected
+    assert http_date(timestamp) == expected  # the memo gives the same bytes
