@@ -312,10 +312,10 @@ class ResponseWriter:
             self.remaining -= count
             if not self.remaining:
                 self._last_bytes()
-        self._flush_head()
+        lead, self._head = self._head, b""
         if self.chunked:
-            conn.write(b"%x\r\n" % count)
-        await conn.sendfile(file, offset, count, self._send_timeout)
+            lead += b"%x\r\n" % count
+        await conn.sendfile(file, offset, count, self._send_timeout, lead)
         if self.chunked:
             conn.write(b"\r\n")
         self.body_bytes += count
@@ -368,6 +368,8 @@ class HttpConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.cycle: RequestCycle | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._zero_copy_socket: socket.socket | None = None  # a dup for os.sendfile
+        self._zero_copy_busy = False
         self._timer_when = 0.0  # when the loop's timer fires (loop.time())
         self._deadline = 0.0  # when the armed callback is due
         self._timer_callback: Callable[[], object] | None = None
@@ -459,6 +461,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = CLOSED_PHASE
         self._drop_timer()
+        self._close_zero_copy_socket()
         self.state.forget(self)
         # Waiters re-check ``closed`` when woken; resolving them (rather than setting
         # an exception) leaves no unretrieved exception behind if the task is cancelled.
@@ -539,13 +542,22 @@ class HttpConnection(asyncio.Protocol):
     def body_failed(self) -> None:
         self.must_close = True
 
-    async def sendfile(self, file: object, offset: int, count: int, timeout: float) -> None:
-        """Zero-copy: ``loop.sendfile`` (stdlib loops), ``os.sendfile`` on a dup (uvloop).
+    async def sendfile(
+        self, file: object, offset: int, count: int, timeout: float, lead: bytes = b""
+    ) -> None:
+        """``lead`` (a response head, a chunk size), then part of a file.
 
-        Small bodies and sockets we cannot send on directly go through pread + write.
+        Zero-copy: ``os.sendfile`` on our own descriptor of the socket (uvloop), or
+        ``loop.sendfile`` (stdlib loops).  Small bodies and sockets we cannot send on
+        directly go through pread + write.
         """
         fd = file if isinstance(file, int) else file.fileno()  # type: ignore[attr-defined]
         state = self.state
+        if not state.sendfile_native and count >= ZERO_COPY_MIN and self._dup_sendfile_possible():
+            await self._dup_sendfile(lead, fd, offset, count, timeout)
+            return
+        if lead:
+            self.write(lead)
         if state.sendfile_native:
             # A file object over the same descriptor (loop.sendfile wants one); closing it
             # leaves the descriptor to its owner.
@@ -579,7 +591,7 @@ class HttpConnection(asyncio.Protocol):
             finally:
                 fileobj.close()
         if not state.sendfile_native and count >= ZERO_COPY_MIN and self._dup_sendfile_possible():
-            await self._dup_sendfile(fd, offset, count, timeout)
+            await self._dup_sendfile(b"", fd, offset, count, timeout)
             return
         while count > 0:
             piece = min(count, FALLBACK_CHUNK)
@@ -604,62 +616,89 @@ class HttpConnection(asyncio.Protocol):
             sock is not None and sock.family in _STREAM_FAMILIES and sock.type == socket.SOCK_STREAM
         )
 
-    async def _dup_sendfile(self, fd: int, offset: int, count: int, timeout: float) -> None:
+    async def _dup_sendfile(
+        self, lead: bytes, fd: int, offset: int, count: int, timeout: float
+    ) -> None:
         """Zero-copy for loops without ``loop.sendfile`` (uvloop): ``os.sendfile`` on a dup.
 
         uvloop will not watch a descriptor its transport owns, so we send on a
-        duplicate of the socket.  The transport's buffer (the head, a chunk size) is
-        flushed first, and nothing else writes to the transport meanwhile: responses on
-        a connection are serialized and the next head is not parsed before this one ends.
-        ``send_timeout`` bounds each wait for progress, as in nginx.
+        duplicate of the socket, made once per connection.  The transport's buffer is
+        flushed first, and nothing else writes to the transport meanwhile: responses
+        on a connection are serialized and the next head is not parsed before this
+        one ends.  The head goes out with MSG_MORE so that it shares a segment with
+        the file's first bytes (nginx uses TCP_CORK for the same).  ``send_timeout``
+        bounds each wait for progress, as in nginx.
         """
         transport = self.transport
         assert transport is not None
-        while transport.get_write_buffer_size():
-            # A high-water mark of 0 pauses the protocol until the buffer is empty.
-            transport.set_write_buffer_limits(high=0)
-            try:
-                await self.drain(timeout)
-            finally:
-                if not self.closed:
-                    transport.set_write_buffer_limits(high=HIGH_WATER)
+        if transport.get_write_buffer_size():
+            if lead:
+                transport.write(lead)
+                lead = b""
+            while transport.get_write_buffer_size():
+                # A high-water mark of 0 pauses the protocol until the buffer is empty.
+                transport.set_write_buffer_limits(high=0)
+                try:
+                    await self.drain(timeout)
+                finally:
+                    if not self.closed:
+                        transport.set_write_buffer_limits(high=HIGH_WATER)
         if self.closed:
             raise ClientGone("client closed the connection")
-        loop = self.loop
-        sock = transport.get_extra_info("socket")
-        out = os.dup(sock.fileno())
+        out = self._zero_copy_socket
+        if out is None:
+            # The duplicate shares the open file description, so it is non-blocking too.
+            out = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+            self._zero_copy_socket = out
+        out_fd = out.fileno()
+        self._zero_copy_busy = True
         try:
-            os.set_blocking(out, False)
-            async with asyncio.timeout(timeout or None) as deadline:
-                while count > 0:
-                    if self.closed:
-                        raise ClientGone("client closed the connection")
-                    try:
-                        sent = os.sendfile(out, fd, offset, min(count, SENDFILE_PIECE))
-                    except BlockingIOError:
-                        writable = loop.create_future()
-                        loop.add_writer(out, _resolve, writable)
-                        try:
-                            await writable
-                        finally:
-                            loop.remove_writer(out)
+            while lead or count > 0:
+                if self.closed:
+                    raise ClientGone("client closed the connection")
+                try:
+                    if lead:
+                        lead = lead[out.send(lead, socket.MSG_MORE) :]
                         continue
-                    except ConnectionError as exc:
-                        raise ClientGone(str(exc)) from None
-                    if sent <= 0:
-                        raise ResponseAborted("the file shrank while it was being sent")
-                    offset += sent
-                    count -= sent
-                    if timeout:
-                        deadline.reschedule(loop.time() + timeout)
-                    if count > 0:
-                        await asyncio.sleep(0)  # let other connections run between pieces
-        except TimeoutError:
+                    sent = os.sendfile(out_fd, fd, offset, min(count, SENDFILE_PIECE))
+                except BlockingIOError:
+                    await self._writable(out_fd, timeout)
+                    continue
+                except ConnectionError as exc:
+                    raise ClientGone(str(exc)) from None
+                if sent <= 0:
+                    raise ResponseAborted("the file shrank while it was being sent")
+                offset += sent
+                count -= sent
+                if count > 0:
+                    await asyncio.sleep(0)  # let other connections run between pieces
+        finally:
+            self._zero_copy_busy = False
+            if self.phase == CLOSED_PHASE:
+                self._close_zero_copy_socket()
+
+    def _close_zero_copy_socket(self) -> None:
+        # Not while a send waits on it: the loop still watches the descriptor.
+        if self._zero_copy_socket is not None and not self._zero_copy_busy:
+            self._zero_copy_socket.close()
+            self._zero_copy_socket = None
+
+    async def _writable(self, fd: int, timeout: float) -> None:
+        """Wait until ``fd`` can take more bytes; ``send_timeout`` without progress ends it."""
+        loop = self.loop
+        writable: asyncio.Future[bool | None] = loop.create_future()
+        loop.add_writer(fd, _resolve, writable)
+        expiry = loop.call_later(timeout, _expire, writable) if timeout else None
+        try:
+            expired = await writable
+        finally:
+            loop.remove_writer(fd)
+            if expiry is not None:
+                expiry.cancel()
+        if expired:
             self.log("info", "client timed out while sending a file", self.cycle)
             self.abort()
-            raise ClientGone("send_timeout expired") from None
-        finally:
-            os.close(out)
+            raise ClientGone("send_timeout expired")
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -1160,6 +1199,11 @@ class HttpConnection(asyncio.Protocol):
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[bool | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
 
 
 def _server_name(server: Server) -> str:
