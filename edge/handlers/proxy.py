@@ -97,7 +97,7 @@ from httpproto.response_parser import (
     ResponseParser,
 )
 from uwsgiproto.errors import VarsTooLarge
-from uwsgiproto.params import UWSGI_PARAMS, Param, encode_request, merge_params, request_vars
+from uwsgiproto.params import UWSGI_PARAMS, Param, VarsEncoder, merge_params
 
 # Request bodies up to this size are kept while they stream, so a retry can resend them.
 REPLAY_LIMIT: Final = 64 * 1024
@@ -446,7 +446,8 @@ class ProxyHandlerImpl:
         "location",
         "settings",
         "runtime",
-        "_uwsgi_params",
+        "_uwsgi_getters",
+        "_uwsgi_vars",
         "_http_params",
         "_http_param_names",
         "_host",
@@ -462,9 +463,10 @@ class ProxyHandlerImpl:
         self.settings: ProxyHandler = handler
         self.runtime = runtime
         configured = [Param(p.name, p.value, p.if_not_empty) for p in handler.params]
-        self._uwsgi_params = tuple(
-            (param.name, _compile_getter(compile_template(param.value)), param.if_not_empty)
-            for param in merge_params(UWSGI_PARAMS, configured)
+        params = merge_params(UWSGI_PARAMS, configured)
+        self._uwsgi_getters = tuple(_compile_getter(compile_template(p.value)) for p in params)
+        self._uwsgi_vars = VarsEncoder(
+            [(p.name, p.if_not_empty) for p in params], handler.modifier1
         )
         # For HTTP upstreams a param is a request header (nginx proxy_set_header).
         self._http_params = tuple(
@@ -868,14 +870,11 @@ class ProxyHandlerImpl:
     # -- request building -------------------------------------------------------------------
 
     def _uwsgi_packet(self, request: Request, variables: Variables) -> bytes:
-        params = [
-            (name, get(variables), if_not_empty) for name, get, if_not_empty in self._uwsgi_params
-        ]
+        values = [get(variables) for get in self._uwsgi_getters]
         # The body is de-chunked with a CONTENT_LENGTH: the app must not see the old framing.
         exclude = (b"transfer-encoding",) if request.chunked else ()
-        pairs = request_vars(params, request.headers, exclude)
         try:
-            return encode_request(pairs, self.settings.modifier1)
+            return self._uwsgi_vars.encode(values, request.headers, exclude)
         except VarsTooLarge as exc:
             self._note_upstream(request, None)
             raise ClientError(

@@ -12,6 +12,7 @@ from uwsgiproto import PacketDecoder, Request, VarsTooLarge, encode_packet
 from uwsgiproto.params import (
     UWSGI_PARAMS,
     Param,
+    VarsEncoder,
     encode_request,
     header_var_name,
     merge_params,
@@ -179,3 +180,55 @@ def test_encode_request_is_encode_packet(pairs: list[tuple[bytes, bytes]], modif
     """The one-join encoder and the codec's encoder produce the same bytes."""
     expected = encode_packet([(k.decode(), v) for k, v in pairs], modifier1=modifier1)
     assert encode_request(pairs, modifier1) == expected
+
+
+_HEADER_NAMES = st.sampled_from(
+    [b"host", b"Host", b"cookie", b"Cookie", b"x-a", b"X-A", b"x_a", b"content-type",
+     b"Content-Length", b"https", b"x-forwarded-for", b"transfer-encoding", b"accept"]
+)  # fmt: skip
+_VALUES = st.binary(max_size=8)
+
+
+@given(
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["QUERY_STRING", "CONTENT_TYPE", "HTTPS", "HTTP_HOST", "HTTP_X_A", "X_CUSTOM"]
+            ),
+            _VALUES,
+            st.booleans(),
+        ),
+        unique_by=lambda item: item[0],
+    ),
+    headers=st.lists(st.tuples(_HEADER_NAMES, _VALUES), max_size=8),
+    exclude=st.sampled_from([(), (b"transfer-encoding",)]),
+    modifier1=st.integers(0, 255),
+)
+def test_the_compiled_encoder_gives_the_reference_bytes(
+    params: list[tuple[str, bytes, bool]],
+    headers: list[tuple[bytes, bytes]],
+    exclude: tuple[bytes, ...],
+    modifier1: int,
+) -> None:
+    encoder = VarsEncoder([(name, if_not_empty) for name, _value, if_not_empty in params], modifier1)
+    values = [value for _name, value, _if_not_empty in params]
+    expected = encode_request(request_vars(params, headers, exclude), modifier1)
+    assert encoder.encode(values, headers, exclude) == expected
+    assert encoder.encode(values, headers, exclude) == expected  # from the memo, the same
+
+
+def test_the_compiled_encoder_refuses_what_the_reference_refuses() -> None:
+    encoder = VarsEncoder([("QUERY_STRING", False)])
+    with pytest.raises(VarsTooLarge, match="QUERY_STRING is 65536 bytes"):
+        encoder.encode([b"q" * 65536], [])
+    with pytest.raises(VarsTooLarge, match="HTTP_X_BIG is 65536 bytes"):
+        encoder.encode([b""], [(b"x-big", b"b" * 65536)])
+    with pytest.raises(VarsTooLarge, match="bytes of vars"):
+        encoder.encode([b"q" * 40000], [(b"x-big", b"b" * 40000)])
+
+
+def test_the_compiled_encoders_header_memo_is_bounded() -> None:
+    encoder = VarsEncoder([("QUERY_STRING", False)])
+    for index in range(VarsEncoder._MEMO_SIZE * 3):
+        encoder.encode([b""], [(b"x-h%d" % index, b"v")])
+    assert len(encoder._headers) <= VarsEncoder._MEMO_SIZE
