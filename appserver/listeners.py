@@ -13,7 +13,7 @@ import errno
 import os
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appserver.config import AppServerConfig
 
@@ -29,10 +29,15 @@ class Listener:
     protocol: str  # "uwsgi" or "http"
     address: str  # as configured
     sock: socket.socket
+    # Read once: socket.family builds an enum member on every access.
+    tcp: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tcp = self.sock.family != socket.AF_UNIX
 
     @property
     def is_unix(self) -> bool:
-        return self.sock.family == socket.AF_UNIX
+        return not self.tcp
 
     @property
     def bound(self) -> str:

@@ -219,7 +219,7 @@ class Worker:
                 f"worker {self.worker_id}: accept() on {listener.display} failed: {exc.strerror}"
             )
             return False
-        if sock.family != socket.AF_UNIX:
+        if listener.tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         kind = "http" if listener.protocol == "http" else "uwsgi"  # "router" speaks uwsgi
         self._dispatch(inline, (kind, sock, peer, listener))

@@ -130,6 +130,25 @@ def encode_packet(
     return encode_header(modifier1, len(block), modifier2) + block
 
 
+# Keys already checked: the same twenty or so arrive with every request.  Bounded,
+# since the peer chooses them.
+_KEYS: dict[bytes, str] = {}
+_KEYS_KEPT = 1024
+
+
+def _decode_key(raw_key: bytes) -> str:
+    try:
+        key = raw_key.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidVarKey(f"uwsgi key is not ASCII: {raw_key[:64]!r}") from None
+    if not key.isprintable():
+        raise InvalidVarKey(f"uwsgi key holds control characters: {raw_key[:64]!r}")
+    if len(_KEYS) >= _KEYS_KEPT:
+        _KEYS.clear()
+    _KEYS[raw_key] = key
+    return key
+
+
 def decode_vars(block: bytes) -> dict[str, str]:
     """Decode a complete vars block; raise a ``UwsgiProtocolError`` if it is malformed."""
     result: dict[str, str] = {}
@@ -151,12 +170,9 @@ def decode_vars(block: bytes) -> dict[str, str]:
         val_end = pos + val_len
         if val_end > end:
             raise MalformedVars(f"uwsgi value of {val_len} bytes runs past the vars block")
-        try:
-            key = raw_key.decode("ascii")
-        except UnicodeDecodeError:
-            raise InvalidVarKey(f"uwsgi key is not ASCII: {raw_key[:64]!r}") from None
-        if not key.isprintable():
-            raise InvalidVarKey(f"uwsgi key holds control characters: {raw_key[:64]!r}")
+        key = _KEYS.get(raw_key)
+        if key is None:
+            key = _decode_key(raw_key)
         result[key] = block[pos:val_end].decode("latin-1")
         pos = val_end
     return result

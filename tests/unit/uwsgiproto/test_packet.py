@@ -195,3 +195,13 @@ def test_errors_carry_status_hints() -> None:
     assert BlockTooLarge(5000, 4096).status_hint == 431
     assert MalformedVars("x").status_hint == 400
     assert VarsTooLarge("x").status_hint == 431
+
+
+def test_checked_keys_are_remembered_within_a_bound() -> None:
+    from uwsgiproto import packet
+
+    for index in range(packet._KEYS_KEPT * 2):
+        assert decode_vars(encode_vars({f"K{index}": "v"})) == {f"K{index}": "v"}
+    assert len(packet._KEYS) <= packet._KEYS_KEPT
+    with pytest.raises(InvalidVarKey):  # a key never seen is still checked
+        decode_vars(b"\x02\x00A\n\x00\x00")
