@@ -18,6 +18,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -300,6 +301,10 @@ def _run_cases(
     return results
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
@@ -319,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: no case matches --only", file=sys.stderr)
         return 2
 
+    # A stop (kill, a CI timeout) must go through the finally blocks that stop the
+    # servers: each runs in its own session, and would outlive us.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     load_cpus, server_cpus, pinning = _pick_cpus()
