@@ -137,6 +137,10 @@ def _sqlite(path: Path) -> dict[str, Any]:
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
         },
+        # One connection per worker thread, kept: opening one runs the PRAGMAs above
+        # and registers Django's SQL functions, which cost more than a small query
+        # (about 1 ms of /api/items' 2.2 ms when measured in-process).
+        "CONN_MAX_AGE": 60,
     }
 
 
