@@ -321,8 +321,47 @@ def _real_path(fd: int, path: str) -> str:
     return os.path.realpath(path)
 
 
-def lookup(path: str, base: str, real_base: str, follow_outside: bool, keep_fd: bool) -> Lookup:
-    """Contain, open, check where the descriptor really is, fstat; read small files.  Blocking."""
+# How long a file found inside the root is trusted without asking /proc again: the
+# readlink costs more than the open, and most requests are for the same few files.
+CONTAINED_FOR = 1.0
+CONTAINED_KEPT = 1024
+
+Contained = dict[str, tuple[int, int, float]]  # path -> (st_dev, st_ino, checked at)
+
+
+def _seen_inside(contained: Contained | None, path: str, info: os.stat_result) -> bool:
+    """This path led to this very file (device and inode) inside the root a moment ago.
+
+    A symlink swapped in since can only lead to the same file, which was inside.
+    """
+    if contained is None:
+        return False
+    seen = contained.get(path)
+    return (
+        seen is not None
+        and seen[0] == info.st_dev
+        and seen[1] == info.st_ino
+        and time.monotonic() - seen[2] < CONTAINED_FOR
+    )
+
+
+def _remember_inside(contained: Contained | None, path: str, info: os.stat_result) -> None:
+    if contained is None:
+        return
+    if len(contained) >= CONTAINED_KEPT:
+        contained.clear()
+    contained[path] = (info.st_dev, info.st_ino, time.monotonic())
+
+
+def lookup(
+    path: str,
+    base: str,
+    real_base: str,
+    follow_outside: bool,
+    keep_fd: bool,
+    contained: Contained | None = None,
+) -> Lookup:
+    """Contain, open, fstat, check where the descriptor really is; read small files.  Blocking."""
     normalized = os.path.normpath(path)
     if not inside(normalized, base):
         return Lookup(ESCAPED, path, reason="the path leaves the root")
@@ -332,12 +371,13 @@ def lookup(path: str, base: str, real_base: str, follow_outside: bool, keep_fd: 
         kind = FORBIDDEN if exc.errno in (errno.EACCES, errno.EPERM) else MISSING
         return Lookup(kind, path, reason=f"{exc.errno}: {exc.strerror}")
     try:
-        if not follow_outside:
+        info = os.fstat(fd)
+        if not follow_outside and not _seen_inside(contained, normalized, info):
             real = _real_path(fd, normalized)
             if not inside(real, real_base):
                 os.close(fd)
                 return Lookup(ESCAPED, path, reason=f"a symlink leads outside the root to {real!r}")
-        info = os.fstat(fd)
+            _remember_inside(contained, normalized, info)
         if stat.S_ISDIR(info.st_mode):
             os.close(fd)
             return Lookup(DIRECTORY, path)
@@ -428,6 +468,7 @@ class StaticFiles:
         self.base = os.path.normpath(base) if base else "/"
         self.real_base = os.path.realpath(self.base)
         self.cache = FileCache(settings.open_file_cache) if settings.open_file_cache else None
+        self.contained: Contained = {}
 
     def close(self) -> None:
         if self.cache is not None:
@@ -460,6 +501,7 @@ class StaticFiles:
             self.real_base,
             self.settings.allow_symlinks_outside,
             cache is not None,
+            self.contained,
         )
         if cache is not None:
             cache.put(path, found, now)

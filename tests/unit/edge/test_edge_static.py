@@ -14,6 +14,7 @@ from edge.config.schema import Expires, Location, OpenFileCache, Server, StaticH
 from edge.exchange import EdgeError, Exchange, Request
 from edge.handlers import InternalRedirect
 from edge.handlers.static import (
+    CONTAINED_FOR,
     DIRECTORY,
     ESCAPED,
     FILE,
@@ -187,6 +188,44 @@ def test_symlinks_are_followed_inside_the_root_only(tree: Path) -> None:
     assert _lookup(tree, "in").kind == FILE
     assert _lookup(tree, "out").kind == ESCAPED
     assert _lookup(tree, "out", follow=True).kind == FILE
+
+
+def test_a_symlink_swapped_in_for_a_checked_file_is_still_refused(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = str(tree)
+    path = os.path.join(base, "sub", "page.txt")
+    contained: dict[str, Any] = {}
+
+    def find() -> Any:
+        return lookup(path, base, os.path.realpath(base), False, False, contained)
+
+    assert find().kind == FILE
+    assert path in contained  # checked once: the next request skips the readlink
+    calls: list[int] = []
+    real_readlink = os.readlink
+    monkeypatch.setattr(os, "readlink", lambda p: calls.append(1) or real_readlink(p))
+    assert find().kind == FILE and not calls
+    # Swapped for a link to a file outside: another inode, so it is checked and refused.
+    os.unlink(path)
+    os.symlink(tree.parent / "secret.txt", path)
+    assert find().kind == ESCAPED and calls
+
+
+def test_a_checked_file_is_checked_again_after_a_moment(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = str(tree)
+    path = os.path.join(base, "index.html")
+    contained: dict[str, Any] = {}
+    assert lookup(path, base, os.path.realpath(base), False, False, contained).kind == FILE
+    device, inode, checked = contained[path]
+    contained[path] = (device, inode, checked - CONTAINED_FOR)
+    calls: list[int] = []
+    real_readlink = os.readlink
+    monkeypatch.setattr(os, "readlink", lambda p: calls.append(1) or real_readlink(p))
+    assert lookup(path, base, os.path.realpath(base), False, False, contained).kind == FILE
+    assert calls
 
 
 def test_textual_escapes_never_leave_the_root(tree: Path) -> None:
