@@ -204,7 +204,7 @@ def render_markdown(
         f"{settings['pinning']}"
         + (
             f"; load average {machine['load_average_1m'][0]:.1f} before, "
-            f"{machine['load_average_1m'][1]:.1f} after"
+            f"{machine['load_average_1m'][1]:.1f} after (the run's own)"
             if machine.get("load_average_1m")
             else ""
         ),
@@ -217,10 +217,13 @@ def render_markdown(
         "**Bold** stacks are ours; the ratio is req/s over the named anchor's.",
     ]
     load = machine.get("load_average_1m")
-    if load and max(load) >= BUSY_LOAD:
+    # Only the figure from before the run says anything about other processes: the one
+    # after still counts wrk and the servers that were just measured.
+    if load and load[0] >= BUSY_LOAD:
         lines.append(
-            f"- **Warning:** the machine was busy (1-minute load average up to {max(load):.1f}): "
-            "other processes competed for both cores, so these figures and ratios are noisy."
+            f"- **Warning:** the machine was busy before the run (1-minute load average "
+            f"{load[0]:.1f}): other processes competed for the cores, so these figures and "
+            "ratios are noisy."
         )
     if meta.get("elapsed_s"):
         lines.append(f"- **Run time:** {meta['elapsed_s']:.0f} s")

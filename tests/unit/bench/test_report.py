@@ -200,9 +200,12 @@ def test_anchor_ratio_and_markdown() -> None:
     assert "not run: left out by --quick" in text
     assert "Test CPU, 2 cores" in text
     assert "Warning" not in text
+    # The load after a run is the run's own: only the load before warns.
     machine = {"cpu": "Test CPU", "cores": 2, "kernel": "Linux 6", "load_average_1m": [0.2, 3.5]}
+    assert "Warning" not in render_markdown({**META, "machine": machine}, results, [])
+    machine = {"cpu": "Test CPU", "cores": 2, "kernel": "Linux 6", "load_average_1m": [1.4, 3.5]}
     busy = {**META, "machine": machine}
-    assert "load average up to 3.5" in render_markdown(busy, results, [])
+    assert "busy before the run (1-minute load average 1.4)" in render_markdown(busy, results, [])
     assert text.count("⚠️ missing") == len(TARGETS)  # nothing a target needs was measured
 
 
