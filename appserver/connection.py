@@ -30,7 +30,7 @@ from appserver.environ import environ_from_http, environ_from_vars
 from appserver.loader import WSGIApp
 from appserver.log import RequestRecord
 from appserver.log import emit as write_log
-from appserver.response import ClientGone, Response
+from appserver.response import SOCKET_TIMEOUTS, ClientGone, Response, send_file
 from appserver.scoreboard import CoreSlot
 from appserver.staticmap import StaticMap, evaluate
 from uwsgiproto import CLOSED, NEED_DATA, PacketDecoder, UwsgiProtocolError
@@ -140,7 +140,6 @@ class Handler:
 
     def handle_uwsgi(self, sock: socket.socket, peer: Any) -> None:
         context = self.context
-        sock.settimeout(context.socket_timeout)
         decoder = PacketDecoder(max_vars_size=context.buffer_size)
         try:
             while True:
@@ -154,7 +153,7 @@ class Handler:
             self._send_quietly(sock, error_response(exc.status_hint, str(exc)))
             close_quietly(sock, linger=True)
             return
-        except (TimeoutError, OSError) as exc:
+        except OSError as exc:  # TimeoutError or BlockingIOError: socket-timeout
             write_log(
                 f"uwsgi request from {_peer_text(peer)}: read failed before the vars arrived: {_os_error(exc)}"
             )
@@ -177,7 +176,7 @@ class Handler:
                 environ["wsgi.input"] = buffered = buffer_body(stream, context.post_buffering)
             else:
                 environ["wsgi.input"] = stream
-        except (ClientDisconnected, TimeoutError, OSError) as exc:
+        except (ClientDisconnected, OSError) as exc:
             write_log(
                 f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: body not received: {_os_error(exc)}"
             )
@@ -187,6 +186,7 @@ class Handler:
             sock,
             environ["SERVER_PROTOCOL"],
             head_only=environ["REQUEST_METHOD"] == "HEAD",
+            send_timeout=context.socket_timeout,
         )
         try:
             self._serve(environ, response, started, len(request_vars), decoder.vars_size)
@@ -202,7 +202,6 @@ class Handler:
         context = self.context
         sock = connection.sock
         parser = connection.parser
-        sock.settimeout(context.socket_timeout)
         try:
             event = parser.next_event()
             while True:
@@ -223,8 +222,8 @@ class Handler:
             self._send_quietly(sock, error_response(exc.status_hint, str(exc)))
             close_quietly(sock, linger=True)
             return False
-        except (TimeoutError, OSError) as exc:
-            if not isinstance(exc, TimeoutError):
+        except OSError as exc:
+            if not isinstance(exc, SOCKET_TIMEOUTS):
                 write_log(f"HTTP client {connection.remote_addr}: {_os_error(exc)}")
             sock.close()
             return False
@@ -286,6 +285,7 @@ class Handler:
             head_only=head.method == "HEAD",
             http_framing=True,
             keep_alive=head.keep_alive and not context.stopping,
+            send_timeout=context.socket_timeout,
         )
         try:
             self._serve(environ, response, started, len(head.headers), 0)
@@ -421,8 +421,10 @@ class Handler:
                 response._flush_head(b"")
                 try:
                     if length:
-                        response.body_bytes = response.sock.sendfile(handle, offset, length)
-                except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+                        response.body_bytes = send_file(
+                            response.sock, handle, offset, length, self.context.socket_timeout
+                        )
+                except (BrokenPipeError, ConnectionResetError, *SOCKET_TIMEOUTS) as exc:
                     response.keep_alive = False
                     write_log(
                         f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}"
@@ -446,7 +448,7 @@ def _peer_text(peer: Any) -> str:
 
 
 def _os_error(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, SOCKET_TIMEOUTS):
         return "timed out (socket-timeout)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror

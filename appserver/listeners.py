@@ -13,6 +13,8 @@ import errno
 import os
 import socket
 import stat
+import struct
+import sys
 from dataclasses import dataclass, field
 
 from appserver.config import AppServerConfig
@@ -31,6 +33,9 @@ class Listener:
     sock: socket.socket
     # Read once: socket.family builds an enum member on every access.
     tcp: bool = field(init=False)
+    # Accepted sockets come with TCP_NODELAY and the socket-timeout already set (Linux
+    # copies them from the listening TCP socket): see prepare_listener.
+    inherits_client_options: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.tcp = self.sock.family != socket.AF_UNIX
@@ -192,3 +197,44 @@ def close_all(listeners: list[Listener], vacuum: bool) -> None:
                 os.unlink(path)
             except OSError:
                 pass
+
+
+# -- options of client sockets -------------------------------------------------------
+
+
+def _set_kernel_timeouts(sock: socket.socket, seconds: float) -> None:
+    """SO_RCVTIMEO/SO_SNDTIMEO: the kernel bounds each blocking recv and send.
+
+    A Python socket timeout does the same with a poll() before every recv and send;
+    these cost nothing per call.  An expired one raises BlockingIOError (EAGAIN).
+    """
+    whole = int(seconds)
+    value = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+def prepare_listener(listener: Listener, timeout: float) -> None:
+    """Set the client options once on a TCP listening socket, where Linux copies them
+    to every accepted socket; elsewhere prepare_client sets them per connection."""
+    listener.inherits_client_options = False
+    if not listener.tcp or not sys.platform.startswith("linux"):
+        return
+    try:
+        _set_kernel_timeouts(listener.sock, timeout)
+        listener.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        return
+    listener.inherits_client_options = True
+
+
+def prepare_client(sock: socket.socket, listener: Listener, timeout: float) -> None:
+    """TCP_NODELAY and the socket-timeout for one accepted socket, unless inherited."""
+    if listener.inherits_client_options:
+        return
+    if listener.tcp:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        _set_kernel_timeouts(sock, timeout)
+    except OSError:
+        sock.settimeout(timeout)

@@ -57,6 +57,22 @@ class FileWrapper:
             close()
 
 
+# What an expired socket-timeout raises: TimeoutError under a Python socket timeout,
+# BlockingIOError (EAGAIN) under the kernel's SO_RCVTIMEO/SO_SNDTIMEO.
+SOCKET_TIMEOUTS: tuple[type[OSError], ...] = (TimeoutError, BlockingIOError)
+
+
+def send_file(sock: socket.socket, file: Any, offset: int, count: int, timeout: float) -> int:
+    """``sock.sendfile`` bounded by ``timeout`` between progress.
+
+    A blocking socket's ``sendfile`` would wait forever for a client that stopped
+    reading (it polls with no timeout after EAGAIN), so it gets a Python timeout first.
+    """
+    if sock.gettimeout() is None:
+        sock.settimeout(timeout)
+    return sock.sendfile(file, offset, count)
+
+
 class ClientGone(OSError):
     """The client closed its side while the response was being sent."""
 
@@ -97,6 +113,7 @@ class Response:
         "body_bytes",
         "header_bytes",
         "_pending_head",
+        "send_timeout",
     )
 
     def __init__(
@@ -107,8 +124,10 @@ class Response:
         head_only: bool = False,
         http_framing: bool = False,
         keep_alive: bool = False,
+        send_timeout: float = 4.0,
     ) -> None:
         self.sock = sock
+        self.send_timeout = send_timeout
         self.protocol = protocol or "HTTP/1.0"
         self.head_only = head_only
         self.http_framing = http_framing
@@ -251,7 +270,7 @@ class Response:
     def _sendall(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+        except (BrokenPipeError, ConnectionResetError, *SOCKET_TIMEOUTS) as exc:
             raise ClientGone(
                 f"client went away during the response: {exc.strerror or exc}"
             ) from exc
@@ -277,8 +296,8 @@ class Response:
             return True
         if length:
             try:
-                sent = self.sock.sendfile(filelike, offset, length)
-            except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+                sent = send_file(self.sock, filelike, offset, length, self.send_timeout)
+            except (BrokenPipeError, ConnectionResetError, *SOCKET_TIMEOUTS) as exc:
                 raise ClientGone(f"client went away during sendfile: {exc}") from exc
             self.body_bytes += sent
         return True

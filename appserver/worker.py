@@ -33,7 +33,7 @@ from appserver import scoreboard as sb
 from appserver.config import AppServerConfig
 from appserver.connection import Handler, HttpConnection, WorkerContext
 from appserver.environ import base_environ
-from appserver.listeners import Listener
+from appserver.listeners import Listener, prepare_client, prepare_listener
 from appserver.loader import WSGIApp
 from appserver.log import emit as write_log
 from appserver.log import request_formatter
@@ -113,6 +113,8 @@ class Worker:
 
     def run(self) -> int:
         self._install_signals()
+        for listener in self.listeners:
+            prepare_listener(listener, self.context.socket_timeout)
         self.selector.register(self.wake_r, selectors.EVENT_READ, (_WAKE, None))
         self._listen(True)
         self.handlers = handlers = [
@@ -219,8 +221,7 @@ class Worker:
                 f"worker {self.worker_id}: accept() on {listener.display} failed: {exc.strerror}"
             )
             return False
-        if listener.tcp:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        prepare_client(sock, listener, self.context.socket_timeout)
         kind = "http" if listener.protocol == "http" else "uwsgi"  # "router" speaks uwsgi
         self._dispatch(inline, (kind, sock, peer, listener))
         return True
