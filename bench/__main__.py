@@ -34,6 +34,7 @@ from bench import report, servers, wrk
 from bench.cases import CASES, GTHREAD_THREADS, TARGETS, App, Case, Stack
 from bench.report import CaseResult
 from bench.servers import Deployment, Environment, StartError
+from bench.wrk import WrkResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_WARMUP_REQUESTS = 100
@@ -203,7 +204,8 @@ class Runner:
         self.wrk_path = wrk_path
         self.load_cpus = load_cpus
 
-    def measure(self, case: Case, base_url: str) -> CaseResult:
+    def measure_once(self, case: Case, base_url: str) -> WrkResult | CaseResult:
+        """Check the endpoint, warm up, then one timed run; a failed CaseResult if not."""
         url = base_url + case.endpoint.path
         problem = _probe(url, case.endpoint.size)
         if problem:
@@ -213,13 +215,9 @@ class Runner:
                 _warm_up_requests(url, QUICK_WARMUP_REQUESTS, QUICK_WARMUP_MAX_S)
             else:
                 wrk.run(self._command(case, url, FULL_WARMUP_S), FULL_WARMUP_S)
-            runs = [
-                wrk.run(self._command(case, url, self.args.duration), self.args.duration)
-                for _ in range(self.args.runs)
-            ]
+            return wrk.run(self._command(case, url, self.args.duration), self.args.duration)
         except wrk.WrkError as exc:
             return CaseResult(case, "failed", str(exc))
-        return CaseResult(case, "ok", runs=runs)
 
     def _command(self, case: Case, url: str, duration: int) -> list[str]:
         return wrk.command(
@@ -263,42 +261,79 @@ def _run_cases(
     if runner is not None and any(case.endpoint.app == "django" for case in to_run):
         if importlib.util.find_spec("django") is not None:
             django_error = servers.migrate_django(env)
-    done = 0
+    # Rounds: every case once per round, the rounds one after the other.  A machine
+    # whose speed drifts over half an hour (a shared host) then slows every case alike,
+    # instead of whichever cases ran during the slow minutes.
+    usable: list[tuple[Stack, App, list[Case]]] = []
     for stack, app, members in _deployments(to_run):
         reason = wrk_reason if runner is None else servers.missing_reason(env, stack, app)
         if reason or runner is None:
             for case in members:
                 results[case.id] = CaseResult(case, "missing", reason or wrk_reason)
-            continue
-        if app == "django" and django_error:
+        elif app == "django" and django_error:
             for case in members:
                 results[case.id] = CaseResult(case, "failed", django_error)
-            continue
-        deployment = Deployment(env, stack, app)
-        began = time.monotonic()
-        try:
-            base_url = deployment.start()
-            print(
-                f"bench: started {stack.label} ({app}) in {time.monotonic() - began:.1f} s",
-                file=sys.stderr,
-            )
-        except StartError as exc:
-            deployment.stop()
-            for case in members:
-                results[case.id] = CaseResult(case, "failed", f"did not start: {exc}")
-            print(f"bench: {stack.name} ({app}) did not start: {exc}", file=sys.stderr)
-            continue
-        try:
-            for case in members:
-                done += 1
-                result = runner.measure(case, base_url)
-                if result.status == "failed":
-                    result.reason += f" [logs: {deployment.logs()[-300:]}]"
-                results[case.id] = result
-                print(f"bench: [{done}/{len(to_run)}] {_line(result)}", file=sys.stderr)
-        finally:
-            deployment.stop()
+        else:
+            usable.append((stack, app, members))
+    runs_of: dict[str, list[WrkResult]] = {}
+    total = sum(len(members) for _stack, _app, members in usable) * args.runs
+    done = 0
+    for round_number in range(1, args.runs + 1):
+        for stack, app, members in usable:
+            live = [case for case in members if case.id not in results]  # none failed yet
+            if not live:
+                continue
+            assert runner is not None
+            done += _run_deployment(env, runner, stack, app, live, results, runs_of, done, total)
+        if args.runs > 1:
+            print(f"bench: round {round_number}/{args.runs} done", file=sys.stderr)
+    for _stack, _app, members in usable:
+        for case in members:
+            if case.id not in results:
+                results[case.id] = CaseResult(case, "ok", runs=runs_of[case.id])
     return results
+
+
+def _run_deployment(
+    env: Environment,
+    runner: Runner,
+    stack: Stack,
+    app: App,
+    cases: list[Case],
+    results: dict[str, CaseResult],
+    runs_of: dict[str, list[WrkResult]],
+    done: int,
+    total: int,
+) -> int:
+    """Start one deployment, run each case once, stop it; how many cases were run."""
+    deployment = Deployment(env, stack, app)
+    began = time.monotonic()
+    try:
+        base_url = deployment.start()
+        print(
+            f"bench: started {stack.label} ({app}) in {time.monotonic() - began:.1f} s",
+            file=sys.stderr,
+        )
+    except StartError as exc:
+        deployment.stop()
+        for case in cases:
+            results[case.id] = CaseResult(case, "failed", f"did not start: {exc}")
+        print(f"bench: {stack.name} ({app}) did not start: {exc}", file=sys.stderr)
+        return len(cases)
+    try:
+        for index, case in enumerate(cases, 1):
+            outcome = runner.measure_once(case, base_url)
+            if isinstance(outcome, CaseResult):
+                outcome.reason += f" [logs: {deployment.logs()[-300:]}]"
+                results[case.id] = outcome
+                line = _line(outcome)
+            else:
+                runs_of.setdefault(case.id, []).append(outcome)
+                line = _line(CaseResult(case, "ok", runs=[outcome]))
+            print(f"bench: [{done + index}/{total}] {line}", file=sys.stderr)
+    finally:
+        deployment.stop()
+    return len(cases)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

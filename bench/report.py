@@ -209,8 +209,9 @@ def render_markdown(
             else ""
         ),
         f"- **Versions:** {versions}",
-        f"- **Method:** wrk 1 thread `--latency` on loopback; warm-up ({settings['warmup']}) then "
-        f"{settings['runs']} × {settings['duration_s']} s per case; medians of req/s, p50, p99; "
+        f"- **Method:** wrk 1 thread `--latency` on loopback; {settings['runs']} × "
+        f"{settings['duration_s']} s per case, in rounds (every case once per round, its server "
+        f"started and warmed up ({settings['warmup']}) each time); medians of req/s, p50, p99; "
         "errors = connect + read + write + timeout + non-2xx, summed over the runs. "
         "Every server runs 1 worker process "
         f"(gunicorn gthread: {settings['gthread_threads']} threads). "
