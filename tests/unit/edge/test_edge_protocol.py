@@ -788,10 +788,21 @@ servers:
 """
 
 
-@pytest.mark.parametrize(("header_ms", "keepalive_ms"), [(400, 100), (100, 400)])
-def test_each_wait_gets_its_own_deadline(tmp_path: Path, header_ms: int, keepalive_ms: int) -> None:
-    """One timer per connection is moved lazily: a shorter deadline after a longer one
-    still fires on time, and a longer one after a shorter one does not fire early."""
+@pytest.mark.parametrize(
+    ("header_ms", "keepalive_ms", "open_at", "closed_at"),
+    [
+        (1200, 300, 0.15, 0.7),  # the shorter deadline after a longer one fires on time
+        (300, 1200, 0.7, 1.6),  # the longer one after a shorter one does not fire early
+    ],
+)
+def test_each_wait_gets_its_own_deadline(
+    tmp_path: Path, header_ms: int, keepalive_ms: int, open_at: float, closed_at: float
+) -> None:
+    """One timer per connection is moved lazily; each wait still gets its own deadline.
+
+    The checks sit far from both deadlines (0.3 s or more), so a slow machine does
+    not decide them.
+    """
     config = f"""
 servers:
   - listen: 127.0.0.1:8080
@@ -808,9 +819,10 @@ servers:
         kept = harness.connect()
         kept.send(GET % b"")
         assert (await kept.response()).status == 200
-        await asyncio.sleep(keepalive_ms / 1000 * 0.6)
+        answered = asyncio.get_running_loop().time()
+        await asyncio.sleep(open_at)
         assert not kept.transport.closed
-        await asyncio.sleep(keepalive_ms / 1000 * 0.8)
+        await asyncio.sleep(max(0.0, answered + closed_at - asyncio.get_running_loop().time()))
         assert kept.transport.closed
 
     run(main())
