@@ -23,8 +23,9 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from email.utils import formatdate
 from typing import IO, Any
+
+from httpproto import http_date
 
 # Headers the server owns on a keep-alive connection (RFC 9110 §7.6.1).
 _HOP_BY_HOP = frozenset(
@@ -90,7 +91,7 @@ class _DateCache:
         now = int(time.time())
         if now != self.second:
             self.second = now
-            self.value = formatdate(now, usegmt=True)
+            self.value = http_date(now).decode("ascii")
         return self.value
 
 

@@ -39,8 +39,10 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from email.utils import formatdate, parsedate_tz
+from email.utils import parsedate_tz
 from pathlib import Path
+
+from httpproto import http_date
 
 __all__ = ["StaticFile", "StaticMap", "StaticResponse", "evaluate"]
 
@@ -122,7 +124,7 @@ class StaticFile:
             inode=st.st_ino,
             etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
             content_type=_content_type(path),
-            last_modified=formatdate(int(st.st_mtime), usegmt=True),
+            last_modified=http_date(int(st.st_mtime)).decode("ascii"),
         )
 
     def same_file(self, st: os.stat_result) -> bool:

@@ -558,12 +558,10 @@ class HttpConnection(asyncio.Protocol):
         """
         fd = file if isinstance(file, int) else file.fileno()  # type: ignore[attr-defined]
         state = self.state
-        if not state.sendfile_native and count >= ZERO_COPY_MIN and self._dup_sendfile_possible():
-            await self._dup_sendfile(lead, fd, offset, count, timeout)
-            return
-        if lead:
-            self.write(lead)
         if state.sendfile_native:
+            if lead:
+                self.write(lead)
+                lead = b""
             # A file object over the same descriptor (loop.sendfile wants one); closing it
             # leaves the descriptor to its owner.
             fileobj = open(fd, "rb", buffering=0, closefd=False)
@@ -596,8 +594,10 @@ class HttpConnection(asyncio.Protocol):
             finally:
                 fileobj.close()
         if not state.sendfile_native and count >= ZERO_COPY_MIN and self._dup_sendfile_possible():
-            await self._dup_sendfile(b"", fd, offset, count, timeout)
+            await self._dup_sendfile(lead, fd, offset, count, timeout)
             return
+        if lead:
+            self.write(lead)
         while count > 0:
             piece = min(count, FALLBACK_CHUNK)
             data = await self.loop.run_in_executor(None, os.pread, fd, piece, offset)

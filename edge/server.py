@@ -167,8 +167,6 @@ class ServerState:
         self.stopping = False
         self.sendfile_native = True
         self._numbers = itertools.count(1)
-        self._date_second = -1
-        self._date = b""
         self.idle_event: asyncio.Event | None = None
 
     def next_connection_number(self) -> int:
@@ -211,12 +209,8 @@ class ServerState:
         task.add_done_callback(self.tasks.discard)
 
     def http_date(self) -> bytes:
-        """The Date header, formatted once per second."""
-        now = int(time.time())
-        if now != self._date_second:
-            self._date_second = now
-            self._date = http_date(now)
-        return self._date
+        """The Date header (httpproto.http_date formats each second once)."""
+        return http_date(time.time())
 
     def write_access(self, entry: AccessEntry) -> None:
         if self.access_log is not None:
