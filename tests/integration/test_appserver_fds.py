@@ -6,11 +6,11 @@ import json
 import os
 import socket
 import struct
-import time
 
 import uwsgiproto
 from tests.integration.conftest import WSGI_APP
 from tests.support.clients import recv_all, uwsgi_request
+from tests.support.processes import ServerProcess, tcp_connections, wait_until
 
 
 def _fd_count(pid: int) -> int:
@@ -51,6 +51,16 @@ def _abuse_http(address) -> None:
             sock.recv(65536)
 
 
+def _wait_until_all_closed(server: ServerProcess, worker: int) -> None:
+    # socket-timeout and keep-alive expiry (1 s each) close what the clients left open.
+    wait_until(
+        lambda: not tcp_connections(worker),
+        timeout=10,
+        what=f"worker {worker} to close every client connection",
+        process=server,
+    )
+
+
 def test_no_fd_leak_under_bad_input(start_appserver) -> None:
     server = start_appserver(
         "--socket",
@@ -73,12 +83,12 @@ def test_no_fd_leak_under_bad_input(start_appserver) -> None:
     worker = json.loads(uwsgi_request(uwsgi_address, "GET", "/pid").body)["pid"]
     _abuse_uwsgi(uwsgi_address)
     _abuse_http(http_address)
-    time.sleep(2.5)  # socket-timeout and keep-alive expiry close what the clients left open
+    _wait_until_all_closed(server, worker)
     before = _fd_count(worker)
     for _ in range(5):
         _abuse_uwsgi(uwsgi_address)
         _abuse_http(http_address)
-    time.sleep(2.5)
+    _wait_until_all_closed(server, worker)
     assert (
         json.loads(uwsgi_request(uwsgi_address, "GET", "/pid").body)["pid"] == worker
     )  # same worker, alive

@@ -171,19 +171,27 @@ def test_idle_keep_alive_clients_do_not_hold_the_threads(start_appserver) -> Non
 
 def test_slow_requests_on_one_thread_do_not_starve_others_with_threads(start_appserver) -> None:
     server = start_appserver(
-        "--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "4"
-    )
+        "--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "4",
+        "--stats", "127.0.0.1:0",
+    )  # fmt: skip
     server.wait_ready(1)
     address = server.address("http")
-    slow = [threading.Thread(target=request, args=(address, "GET", "/slow?1.5")) for _ in range(3)]
+    statuses: list[int] = []
+    slow = [
+        threading.Thread(target=lambda: statuses.append(request(address, "GET", "/slow?3")[0]))
+        for _ in range(3)
+    ]
     for thread in slow:
         thread.start()
-    time.sleep(0.3)
+    # Three of the four threads are inside the app: only the fourth is left for /echo.
+    server.wait_for_requests_in_flight("GET /slow?3", count=3)
     started = time.monotonic()
     assert request(address, "GET", "/echo")[0] == 200
     assert time.monotonic() - started < 1.0
+    assert all(thread.is_alive() for thread in slow), "the slow requests ended before /echo"
     for thread in slow:
         thread.join()
+    assert statuses == [200, 200, 200]
 
 
 def test_http_front_proxies_to_the_workers_and_survives_reload(start_appserver, tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from tests.integration.conftest import APPS, WSGI_APP
 from tests.support.clients import uwsgi_request
+from tests.support.processes import wait_until
 
 LAZY_APP = APPS / "lazy_app.py"
 
@@ -125,22 +127,11 @@ def test_json_log_format_and_logto(start_test_app, tmp_path) -> None:
         "--logto",
         str(log),
     )
-    deadline = time.monotonic() + 15
-    while "listening on" not in (log.read_text() if log.exists() else ""):
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.05)
-    import re
-
-    match = re.search(r"listening on uwsgi://([\d.]+):(\d+)", log.read_text())
+    match = server.wait_for_log(r"listening on uwsgi://([\d.]+):(\d+)", path=log)
     address = (match.group(1), int(match.group(2)))
-    while "spawned worker" not in log.read_text():
-        time.sleep(0.05)
+    server.wait_for_log(r"spawned worker", path=log)
     uwsgi_request(address, "GET", "/echo?x=1")
-    deadline = time.monotonic() + 10
-    while '"uri"' not in log.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    line = next(text for text in log.read_text().splitlines() if text.startswith("{"))
+    line = server.wait_for_log(r'(?m)^\{.*"uri".*$', path=log).group(0)
     record = json.loads(line)
     assert record["method"] == "GET" and record["uri"] == "/echo?x=1" and record["status"] == 200
 
@@ -159,9 +150,10 @@ def test_touch_reload(start_test_app, tmp_path) -> None:
         "--touch-reload",
         str(trigger),
     )
-    server.wait_ready(1)
-    time.sleep(1.1)
-    trigger.write_text("now")
+    server.wait_ready(1)  # the master took the trigger's mtime before it spawned the worker
+    # A distinct mtime, whatever the filesystem's timestamp granularity: no need to let time pass.
+    before = trigger.stat().st_mtime_ns
+    os.utime(trigger, ns=(before + 10**10, before + 10**10))
     server.wait_for_log(r"touch-reload: .* changed; reloading gracefully")
     server.wait_for_log(r"reload: the new workers are ready")
     assert uwsgi_request(server.address(), "GET", "/echo").status == 200
@@ -247,26 +239,43 @@ def test_uwsgitop_reads_the_stats(start_test_app) -> None:
     if pid == 0:
         os.environ["TERM"] = "xterm"
         os.execv(sys.executable, [sys.executable, str(uwsgitop), match.group(1)])
-    output = b""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and b"WID" not in output:
-        try:
-            output += os.read(fd, 65536)
-        except OSError:
-            break
+    output = _read_pty(fd, until=b"WID", timeout=10)  # the first screen is drawn
     os.write(fd, b"q")
-    time.sleep(0.3)
-    try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            output += chunk
-    except OSError:
-        pass
-    _, status = os.waitpid(pid, 0)
+    output += _read_pty(fd, until=None, timeout=10)  # ... then it quits and the pty closes
+    _, status = wait_until(
+        lambda: _reaped(pid), timeout=10, what="uwsgitop to exit after 'q'", interval=0.01
+    )
     text = output.decode(errors="replace")
     assert (
         "WID" in text and "unable to get uWSGI statistics" not in text and "Traceback" not in text
     ), text
     assert os.WEXITSTATUS(status) == 0
+
+
+def _read_pty(fd: int, until: bytes | None, timeout: float) -> bytes:
+    """Read a pseudo-terminal until ``until`` shows up, or (``None``) until the child closes it."""
+    output = b""
+    deadline = time.monotonic() + timeout
+    while until is None or until not in output:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out waiting for {until!r} on the pty; read: {output!r}")
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child's side of the pty is closed
+            chunk = b""
+        if not chunk:
+            if until is None:
+                return output
+            raise AssertionError(f"the pty closed before {until!r}; read: {output!r}")
+        output += chunk
+    return output
+
+
+def _reaped(pid: int) -> tuple[int, int] | None:
+    """(pid, wait status) once the child has exited, else None."""
+    reaped = os.waitpid(pid, os.WNOHANG)
+    return reaped if reaped[0] else None

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.support.clients import uwsgi_request
+from tests.support.processes import wait_until
 
 
 def _pid_of_answer(address) -> int:
@@ -27,15 +28,12 @@ def test_worker_crash_is_logged_and_respawned(start_test_app) -> None:
     server.wait_for_log(
         rf"worker 1 \(pid: {first_pid}\) exited with status 17 unexpectedly; respawning it"
     )
-    deadline = time.monotonic() + 10
-    while (
-        True
-    ):  # the master respawns after MIN_WORKER_LIFETIME; connections wait in the backlog meanwhile
-        response = uwsgi_request(address, "GET", "/pid")
-        if response.status == 200:
-            break
-        assert time.monotonic() < deadline
+    # The master respawns after MIN_WORKER_LIFETIME; a connection made meanwhile waits in the
+    # listen backlog and is answered by the new worker, so one request is enough.
+    response = uwsgi_request(address, "GET", "/pid")
+    assert response.status == 200, server.log()
     assert json.loads(response.body)["pid"] != first_pid
+    assert server.count(r"spawned worker 1 ") == 2
 
 
 def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_test_app) -> None:
@@ -55,16 +53,9 @@ def test_harakiri_kills_a_stuck_worker_and_logs_the_uri(start_test_app) -> None:
         r"HARAKIRI ON WORKER 1 \(pid: \d+, core: 0\): GET /slow\?30 has run for [\d.]+s > harakiri 1s"
     )
     server.wait_for_log(r"killed by signal 9 \(SIGKILL\) \(harakiri\); respawning it")
-    # The next request succeeds once the worker is back.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if uwsgi_request(address, "GET", "/echo").status == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        raise AssertionError(server.log())
+    # The next request waits in the listen backlog and is served once the worker is back.
+    assert uwsgi_request(address, "GET", "/echo").status == 200, server.log()
+    assert server.count(r"spawned worker 1 ") == 2
 
 
 def test_max_requests_recycles_without_refusing_a_request(start_test_app) -> None:
@@ -115,18 +106,26 @@ def test_reload_under_load_loses_no_request(start_test_app, tmp_path) -> None:
     ]
     for client in clients:
         client.start()
-    time.sleep(0.5)
-    before = len(results)
+    # The reload starts under load: the clients have been answered already.
+    wait_until(
+        lambda: len(results) >= 20, timeout=15, what="20 answers before the reload", process=server
+    )
     from appserver.cli import main as cli_main
 
     assert cli_main(["--reload", str(pidfile)]) == 0
     server.wait_for_log(r"reload: the new workers are ready")
     server.wait_for_log(r"old worker \(pid: \d+\) exited with status 0")
-    time.sleep(0.5)
+    # ... and goes on under load: the new generation answers while the clients keep asking.
+    after_reload = len(results)
+    wait_until(
+        lambda: len(results) >= after_reload + 20,
+        timeout=15,
+        what="20 answers after the reload",
+        process=server,
+    )
     stop.set()
     for client in clients:
         client.join()
-    assert len(results) > before + 10
     failures = [r for r in results if r != 200]
     assert failures == [], (
         f"{len(failures)} of {len(results)} requests failed: {failures[:5]}\n{server.log()}"
@@ -141,6 +140,8 @@ def test_stop_with_pidfile_is_graceful(start_test_app, tmp_path) -> None:
     server = start_test_app(
         "--pidfile",
         str(pidfile),
+        "--stats",
+        "127.0.0.1:0",
     )
     server.wait_ready(1)
     address = server.address()
@@ -149,7 +150,7 @@ def test_stop_with_pidfile_is_graceful(start_test_app, tmp_path) -> None:
         target=lambda: result.append(uwsgi_request(address, "GET", "/slow?1.5"))
     )
     slow.start()
-    time.sleep(0.5)
+    server.wait_for_requests_in_flight("GET /slow?1.5")  # the stop finds it inside the app
     from appserver.cli import main as cli_main
 
     assert cli_main(["--stop", str(pidfile)]) == 0
@@ -162,10 +163,11 @@ def test_stop_with_pidfile_is_graceful(start_test_app, tmp_path) -> None:
 
 
 def test_sigint_is_a_fast_stop(start_test_app) -> None:
-    server = start_test_app("--processes", "2")
+    server = start_test_app("--processes", "2", "--stats", "127.0.0.1:0")
     server.wait_ready(2)
     threading.Thread(target=lambda: _swallow(server.address()), daemon=True).start()
-    time.sleep(0.3)
+    # A fast stop does not wait for a request in flight: one must be in flight to prove it.
+    server.wait_for_requests_in_flight("GET /slow?20")
     started = time.monotonic()
     server.signal(signal.SIGINT)
     server.wait(timeout=10)
@@ -192,12 +194,7 @@ def test_stats_server_speaks_uwsgi_json(start_test_app) -> None:
     address = server.address()
     for _ in range(5):
         uwsgi_request(address, "GET", "/echo")
-    match = server.wait_for_log(r"stats server on ([\d.]+):(\d+)")
-    with socket.create_connection((match.group(1), int(match.group(2))), timeout=5) as sock:
-        chunks = []
-        while data := sock.recv(65536):
-            chunks.append(data)
-    stats = json.loads(b"".join(chunks))
+    stats = server.stats()
     assert stats["pid"] == server.pid
     assert [w["id"] for w in stats["workers"]] == [1, 2]
     assert sum(w["requests"] for w in stats["workers"]) == 5

@@ -1,21 +1,103 @@
-"""Start real server processes for integration tests and read what they log.
+"""Start real server processes for integration tests, read what they log, wait for events.
 
 Servers are started on port 0; the bound address is read back from their
 log ("listening on uwsgi://127.0.0.1:41234"), so tests never race for ports.
 On failure the log is part of the assertion message.
+
+Tests synchronise on events, never on a bare sleep: a log line
+(``wait_for_log``), a scoreboard state read from the stats server
+(``wait_for_requests_in_flight``), or what the kernel says a process holds
+(``tcp_connections``).  Every wait goes through ``wait_until``, which has a
+deadline and fails at once, with the log, when the server has exited.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
+
+# /proc/net/tcp's "st" column (include/net/tcp_states.h).
+_TCP_LISTEN = "0A"
+
+
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    process: ServerProcess | None = None,
+    interval: float = 0.05,
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    Fails after ``timeout`` seconds, or as soon as ``process`` has exited (one
+    last look first: the event may be the last thing it did), naming ``what``
+    was awaited and showing the process's log.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if process is not None and process.proc is not None and process.proc.poll() is not None:
+            result = condition()
+            if result:
+                return result
+            raise AssertionError(
+                f"server exited ({process.proc.returncode}) before {what}; log:\n{process.log()}"
+            )
+        if time.monotonic() > deadline:
+            log = f"; log:\n{process.log()}" if process is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{log}")
+        time.sleep(interval)
+
+
+def tcp_connections(pid: int) -> list[str]:
+    """The TCP sockets (other than listeners) process ``pid`` holds open, as /proc/net/tcp rows.
+
+    A server that has closed every client connection holds none, whatever
+    state the peers' ends are in.
+    """
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed while we looked
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    rows = []
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                if fields[9] in inodes and fields[3] != _TCP_LISTEN:
+                    rows.append(line.strip())
+    return rows
+
+
+def read_stats(address: tuple[str, int]) -> dict[str, Any]:
+    """One document from a uWSGI-style stats server (it writes JSON, then closes)."""
+    with socket.create_connection(address, timeout=5) as sock:
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    document: dict[str, Any] = json.loads(b"".join(chunks))
+    return document
 
 
 class ServerProcess:
@@ -53,27 +135,25 @@ class ServerProcess:
         except FileNotFoundError:
             return ""
 
-    def wait_for_log(self, pattern: str, timeout: float = 15.0, start: int = 0) -> re.Match[str]:
-        """Wait until the log (from character ``start``) matches ``pattern``."""
-        deadline = time.monotonic() + timeout
+    def wait_for_log(
+        self, pattern: str, timeout: float = 15.0, start: int = 0, path: Path | None = None
+    ) -> re.Match[str]:
+        """Wait until the log (from character ``start``) matches ``pattern``.
+
+        ``path`` reads another file the server writes (``--logto``) instead of its output.
+        """
         regex = re.compile(pattern)
-        while True:
-            text = self.log()[start:]
-            match = regex.search(text)
-            if match:
-                return match
-            if self.proc is not None and self.proc.poll() is not None and not match:
-                # The process is gone: one last read, then fail with the log.
-                text = self.log()[start:]
-                match = regex.search(text)
-                if match:
-                    return match
-                raise AssertionError(
-                    f"server exited ({self.proc.returncode}) before logging {pattern!r}; log:\n{self.log()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {pattern!r}; log:\n{self.log()}")
-            time.sleep(0.05)
+
+        def search() -> re.Match[str] | None:
+            if path is None:
+                return regex.search(self.log()[start:])
+            try:
+                return regex.search(path.read_text(errors="replace")[start:])
+            except FileNotFoundError:
+                return None
+
+        where = "" if path is None else f" in {path}"
+        return wait_until(search, timeout=timeout, what=f"{pattern!r}{where}", process=self)
 
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.log()))
@@ -83,14 +163,51 @@ class ServerProcess:
         return match.group(1).strip("[]"), int(match.group(2))
 
     def wait_ready(self, workers: int = 1, timeout: float = 20.0) -> None:
-        """Wait until ``workers`` workers have been spawned and had time to reach accept()."""
-        deadline = time.monotonic() + timeout
-        while self.count(r"spawned worker") < workers:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"server exited ({self.proc.returncode}); log:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"workers did not start; log:\n{self.log()}")
-            time.sleep(0.05)
+        """Wait until ``workers`` workers have been spawned.
+
+        Connections made from then on wait in the listen backlog until a worker accepts.
+        """
+        wait_until(
+            lambda: self.count(r"spawned worker") >= workers,
+            timeout=timeout,
+            what=f"{workers} spawned worker(s)",
+            process=self,
+        )
+
+    def stats_address(self) -> tuple[str, int]:
+        match = self.wait_for_log(r"stats server on ([\d.]+):(\d+)")
+        return match.group(1), int(match.group(2))
+
+    def stats(self) -> dict[str, Any]:
+        """The stats server's JSON now (the server runs with ``--stats 127.0.0.1:0``)."""
+        return read_stats(self.stats_address())
+
+    def wait_for_requests_in_flight(
+        self, request_line: str, count: int = 1, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """Wait until ``count`` cores are inside a request whose line contains ``request_line``.
+
+        Reads the scoreboard through the stats server: a core is in a request
+        from the moment the app is called until the response has been sent.
+        Returns that stats document.
+        """
+
+        def in_flight() -> dict[str, Any] | None:
+            stats = self.stats()
+            busy = [
+                core
+                for worker in stats["workers"]
+                for core in worker["cores"]
+                if core["in_request"] and any(request_line in line for line in core["vars"])
+            ]
+            return stats if len(busy) >= count else None
+
+        return wait_until(
+            in_flight,
+            timeout=timeout,
+            what=f"{count} request(s) {request_line!r} in flight (stats server)",
+            process=self,
+        )
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
