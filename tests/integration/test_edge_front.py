@@ -28,7 +28,7 @@ from tests.support.edge import (
     start_edge,
     write_config,
 )
-from tests.support.processes import REPO
+from tests.support.processes import REPO, wait_until, wait_until_read
 
 FRONT = """
 error_log: {level: info}
@@ -270,11 +270,15 @@ def test_limit_req_answers_429_once_the_rate_is_exceeded(address: tuple[str, int
     assert request(address, target="/strict").status == 429
 
 
-def test_limit_conn_refuses_a_second_request_in_progress(address: tuple[str, int]) -> None:
+def test_limit_conn_refuses_a_second_request_in_progress(
+    front: tuple[EdgeProcess, list[tuple[str, int]]],
+) -> None:
+    edge, (address, _) = front
     with socket.create_connection(address, timeout=5) as holder:
         # The body is read before the handler runs, so this request holds its slot.
         holder.sendall(b"POST /conn HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
-        time.sleep(0.2)
+        # Its head read, the edge takes the slot in the same turn of its loop.
+        wait_until_read(holder, edge.worker_pids(), process=edge)
         assert request(address, target="/conn").status == 503
         holder.sendall(b"cd")
         assert read_response(holder).status == 200
@@ -390,6 +394,7 @@ def test_error_log_lines_follow_nginx(front: tuple[EdgeProcess, list[tuple[str, 
 
 RELOADABLE = """
 worker_processes: {workers}
+error_log: {{level: warn}}
 servers:
   - listen: 127.0.0.1:0
     locations:
@@ -430,14 +435,19 @@ def test_sighup_reload_under_load_drops_nothing(tmp_path: Path) -> None:
         threads = [threading.Thread(target=hammer) for _ in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(0.3)
+        # The reload happens under load: the clients are being answered.
+        wait_until(lambda: len(bodies) >= 20, timeout=10, what="20 answers", process=edge)
         config.write_text(RELOADABLE.format(workers=2, version="v2"))
         edge.signal(signal.SIGHUP)
         edge.wait_for_log(r"reload complete", timeout=15)
-        deadline = time.monotonic() + 10
-        while b"v2\n" not in bodies[-20:] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        wait_until(
+            lambda: b"v2\n" in bodies[-20:], timeout=10, what="answers from v2", process=edge
+        )
+        # ... and the load goes on through the new generation while the old one drains.
+        seen = len(bodies)
+        wait_until(
+            lambda: len(bodies) >= seen + 20, timeout=10, what="20 more answers", process=edge
+        )
         stop.set()
         for thread in threads:
             thread.join(10)
@@ -475,7 +485,7 @@ def test_sigquit_finishes_requests_in_progress_then_exits(tmp_path: Path) -> Non
         with socket.create_connection(address, timeout=10) as sock:
             # Delayed about 1s by limit_req: in progress when SIGQUIT arrives.
             sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-            time.sleep(0.3)
+            edge.wait_for_log(r"\[warn\] .*delaying request, .*GET /slow HTTP/1\.1")
             edge.signal(signal.SIGQUIT)
             response = read_response(sock)
             assert response.status == 200 and response.body == b"slow done\n"
@@ -535,7 +545,7 @@ def test_sigusr1_reopens_logs_and_sigterm_stops_fast(tmp_path: Path) -> None:
         assert '"request":"GET /after HTTP/1.1","status":200' in access.read_text()
         with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n" * 3)  # the 2nd and 3rd wait
-            time.sleep(0.3)
+            edge.wait_for_log(r"\[warn\] .*delaying request, .*GET /slow HTTP/1\.1")
             started = time.monotonic()
             edge.signal(signal.SIGTERM)
             assert edge.wait(timeout=10) == 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.edge import EdgeProcess, read_response, request, start_edge, write_config
+from tests.support.processes import wait_until, wait_until_read
 
 CONFIG = """
 worker_processes: 2
@@ -39,6 +40,9 @@ servers:
       - path: = /conn
         return: {status: 200, body: "conn\\n"}
         limit_conn: {zone: one, max: 1}
+      - path: /probe/
+        return: 403
+        access: [deny all]
 """
 
 
@@ -50,14 +54,23 @@ def edge(tmp_path: Path) -> Iterator[tuple[EdgeProcess, tuple[str, int]]]:
         (address,) = process.ready()
         process.wait_ready(2)
         process.wait_for_log(r"spawned worker 2 \(pid \d+\)")
-        time.sleep(0.3)  # both workers reach accept()
+        _wait_until_both_workers_serve(process, address)
         yield process, address
     finally:
         process.stop()
 
 
 def _worker_pids(edge: EdgeProcess) -> set[int]:
-    return {int(pid) for pid in re.findall(r"spawned worker \d \(pid (\d+)\)", edge.log())}
+    return set(edge.worker_pids())
+
+
+def _wait_until_both_workers_serve(edge: EdgeProcess, address: tuple[str, int]) -> None:
+    # Each worker logs its pid with the refusal; SO_REUSEPORT spreads new connections.
+    def both_answered() -> bool:
+        assert request(address, target="/probe/ready", timeout=5).status == 403
+        return _pids_logging(edge, "access forbidden by rule") == _worker_pids(edge)
+
+    wait_until(both_answered, timeout=15, what="both workers to answer", process=edge)
 
 
 def _pids_logging(edge: EdgeProcess, message: str) -> set[int]:
@@ -89,7 +102,8 @@ def test_limit_conn_counts_requests_in_progress_on_any_worker(
     with socket.create_connection(address, timeout=5) as holder:
         # The body is read before the handler runs: this request holds the slot.
         holder.sendall(b"POST /conn HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
-        time.sleep(0.3)
+        # Its head read, the worker takes the slot in the same turn of its loop.
+        wait_until_read(holder, process.worker_pids(), process=process)
         statuses = [request(address, target="/conn", timeout=5).status for _ in range(30)]
         holder.sendall(b"cd")
         assert read_response(holder).status == 200

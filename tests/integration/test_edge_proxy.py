@@ -30,7 +30,7 @@ from tests.support.fake_exchange import (
     ProxiedLocation,
     proxy_location,
 )
-from tests.support.processes import ServerProcess
+from tests.support.processes import TCP_ESTABLISHED, ServerProcess, tcp_connections, wait_until
 
 VENV_BIN = Path(sys.executable).parent
 UWSGI = VENV_BIN / "uwsgi"
@@ -224,7 +224,16 @@ def test_real_uwsgi(real_uwsgi: tuple[ServerProcess, str]) -> None:
 
 
 def test_gunicorn_over_http_with_keepalive(gunicorn: tuple[ServerProcess, str]) -> None:
-    _, address = gunicorn
+    server, address = gunicorn
+    host, _, port = address.rpartition(":")
+    upstream = (host, int(port))
+
+    def pooled_connection_closed_by_gunicorn() -> bool:
+        return not [
+            row
+            for row in tcp_connections(os.getpid())
+            if row.remote == upstream and row.state == TCP_ESTABLISHED
+        ]
 
     async def scenario() -> None:
         location = proxy_location(protocol="http")
@@ -243,7 +252,13 @@ def test_gunicorn_over_http_with_keepalive(gunicorn: tuple[ServerProcess, str]) 
             opened = pool.opened
             # gunicorn drops idle connections after --keep-alive 1: the next request must
             # neither fail nor see a 502 (pain point #9).
-            await asyncio.sleep(1.6)
+            await asyncio.to_thread(
+                wait_until,
+                pooled_connection_closed_by_gunicorn,
+                timeout=10,
+                what="gunicorn to close the idle pooled connection",
+                process=server,
+            )
             environ = await proxy.json("/environ")
             assert environ["REMOTE_PORT"] not in ports
             assert pool.opened == opened + 1

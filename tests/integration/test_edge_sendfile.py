@@ -23,6 +23,7 @@ import pytest
 import uvloop  # noqa: E402,F401  (a dependency: the test is about its loop)
 
 from tests.support.edge import EdgeProcess, read_response, request, start_edge, write_config
+from tests.support.processes import tcp_connections, wait_until
 
 SIZE = 5_000_000
 
@@ -132,17 +133,24 @@ def test_client_leaving_mid_file_closes_only_that_connection(
 ) -> None:
     edge, payload, address = site
     pid = worker_pid(edge)
+    clients = []
     for reset in (False, True):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(address)
+        clients.append(sock.getsockname())
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
     edge.wait_for_log(r"client closed connection")
-    time.sleep(0.3)
+    wait_until(
+        lambda: not [row for row in tcp_connections(pid) if row.remote in clients],
+        timeout=10,
+        what="the worker to close both connections the clients left",
+        process=edge,
+    )
     response = request(address, target="/big.bin")
     assert sha(response.body) == sha(payload)
     assert worker_pid(edge) == pid and os.path.exists(f"/proc/{pid}")

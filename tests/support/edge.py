@@ -37,6 +37,10 @@ class EdgeProcess(ServerProcess):
                 raise AssertionError(f"edge did not start listening; log:\n{self.log()}")
             time.sleep(0.02)
 
+    def worker_pids(self) -> list[int]:
+        """The pids of the workers spawned so far, in order (``spawned worker N (pid P)``)."""
+        return [int(pid) for pid in re.findall(r"spawned worker \d+ \(pid (\d+)\)", self.log())]
+
     def ready(self, count: int = 1) -> list[tuple[str, int]]:
         """Addresses, after a request has proven a worker accepts on the first one."""
         addresses = self.addresses(count)

@@ -6,8 +6,8 @@ On failure the log is part of the assertion message.
 
 Tests synchronise on events, never on a bare sleep: a log line
 (``wait_for_log``), a scoreboard state read from the stats server
-(``wait_for_requests_in_flight``), or what the kernel says a process holds
-(``tcp_connections``).  Every wait goes through ``wait_until``, which has a
+(``wait_for_requests_in_flight``), or what the kernel's TCP table says a
+process holds and has read (``tcp_connections``, ``wait_until_read``).  Every wait goes through ``wait_until``, which has a
 deadline and fails at once, with the log, when the server has exited.
 """
 
@@ -18,10 +18,12 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 # /proc/net/tcp's "st" column (include/net/tcp_states.h).
+TCP_ESTABLISHED = "01"
 _TCP_LISTEN = "0A"
 
 
@@ -65,12 +68,52 @@ def wait_until(
         time.sleep(interval)
 
 
-def tcp_connections(pid: int) -> list[str]:
-    """The TCP sockets (other than listeners) process ``pid`` holds open, as /proc/net/tcp rows.
+@dataclass(frozen=True)
+class TcpSocket:
+    """One row of the kernel's TCP socket table (/proc/net/tcp and tcp6)."""
 
-    A server that has closed every client connection holds none, whatever
-    state the peers' ends are in.
-    """
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    state: str  # hex, as include/net/tcp_states.h numbers them: 01 ESTABLISHED, 0A LISTEN
+    unacknowledged: int  # bytes sent that the peer's kernel has not acknowledged yet
+    unread: int  # bytes received that the application has not read yet
+    inode: str
+
+
+def _address(hex_address: str) -> tuple[str, int]:
+    # Each 32-bit word of the address is printed in host byte order, the port in network order.
+    host, port = hex_address.split(":")
+    raw = b"".join(struct.pack("=I", int(host[i : i + 8], 16)) for i in range(0, len(host), 8))
+    family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+    text = socket.inet_ntop(family, raw)
+    if text.startswith("::ffff:") and "." in text:
+        text = text[len("::ffff:") :]  # an IPv4 peer of a dual-stack socket
+    return text, int(port, 16)
+
+
+def tcp_sockets() -> list[TcpSocket]:
+    """Every TCP socket in this network namespace (the servers under test share it)."""
+    rows = []
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/self/net/{table}") as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                unacknowledged, unread = (int(queue, 16) for queue in fields[4].split(":"))
+                rows.append(
+                    TcpSocket(
+                        _address(fields[1]),
+                        _address(fields[2]),
+                        fields[3],
+                        unacknowledged,
+                        unread,
+                        fields[9],
+                    )
+                )
+    return rows
+
+
+def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -79,15 +122,46 @@ def tcp_connections(pid: int) -> list[str]:
             continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
-    rows = []
-    for table in ("tcp", "tcp6"):
-        with open(f"/proc/{pid}/net/{table}") as lines:
-            next(lines)  # the header
-            for line in lines:
-                fields = line.split()
-                if fields[9] in inodes and fields[3] != _TCP_LISTEN:
-                    rows.append(line.strip())
-    return rows
+    return inodes
+
+
+def tcp_connections(pid: int) -> list[TcpSocket]:
+    """The TCP sockets (other than listeners) process ``pid`` holds open.
+
+    A server that has closed every client connection holds none, whatever
+    state the peers' ends are in.
+    """
+    inodes = _socket_inodes(pid)
+    return [row for row in tcp_sockets() if row.inode in inodes and row.state != _TCP_LISTEN]
+
+
+def wait_until_read(
+    sock: socket.socket,
+    pids: Iterable[int],
+    *,
+    timeout: float = 10.0,
+    process: ServerProcess | None = None,
+) -> None:
+    """Wait until one of ``pids`` has accepted ``sock``'s connection and read all that was sent.
+
+    The kernel says so: every byte sent on ``sock`` is acknowledged by the
+    server's end, and that end, held by a server process, has nothing unread.
+    What the server does with the bytes next happens in the same turn of its
+    loop, with no further I/O.
+    """
+    client = sock.getsockname()[:2]
+    pids = list(pids)
+
+    def read() -> bool:
+        rows = tcp_sockets()
+        sent = [row for row in rows if row.local == client]
+        inodes = set().union(*(_socket_inodes(pid) for pid in pids))
+        served = [row for row in rows if row.remote == client and row.inode in inodes]
+        return bool(sent and served) and not (sent[0].unacknowledged or served[0].unread)
+
+    wait_until(
+        read, timeout=timeout, what=f"pids {pids} to read what {client} sent", process=process
+    )
 
 
 def read_stats(address: tuple[str, int]) -> dict[str, Any]:
