@@ -2,6 +2,7 @@
 #
 #   make test         image + venv + editable install + pytest, as CI runs it; PYTEST_ARGS=...
 #   make test-fast    the same without the image and the compose topology tests
+#   make check        ruff and mypy as pyproject.toml configures them (CI runs it first)
 #   make bench        the benchmark (bench/README.md); bench-quick: a 3-minute smoke run
 #   make image        the one image for every role (air-gapped when it must be)
 #   make up / down    the compose stack
@@ -22,7 +23,7 @@ PYTHON ?= python3
 
 WHEELHOUSE_STAMP := build/wheelhouse/.complete
 
-.PHONY: test test-fast image base-image wheelhouse up down bench bench-quick
+.PHONY: test test-fast check image base-image wheelhouse up down bench bench-quick
 
 # Everything, as CI runs it: the image (for the compose topology tests), the
 # venv with the test dependencies, then pytest.  `make test-fast` skips Docker.
@@ -35,6 +36,17 @@ test-fast:
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install -e '.[test]'
 	.venv/bin/pytest --ignore=tests/integration/topology $(PYTEST_ARGS)
+
+# ruff, then mypy (its file list and strictness are in pyproject.toml: strict on uwsgiproto/
+# and httpproto/).  Both run, so one pass shows every finding; any finding fails the target.
+check:
+	test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -e '.[dev]'
+	@status=0; \
+	echo ".venv/bin/ruff check ."; .venv/bin/ruff check . || status=1; \
+	echo ".venv/bin/mypy"; .venv/bin/mypy || status=1; \
+	if [ $$status -ne 0 ]; then echo "make check: FAILED (findings above)" >&2; fi; \
+	exit $$status
 
 base-image:
 	BASE_IMAGE='$(BASE_IMAGE)' scripts/build-base-image.sh

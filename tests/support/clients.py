@@ -45,7 +45,7 @@ def parse_response(raw: bytes) -> RawResponse:
 
 def recv_all(sock: socket.socket, timeout: float = 30.0) -> bytes:
     sock.settimeout(timeout)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = sock.recv(65536)
         if not data:

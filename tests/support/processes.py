@@ -37,7 +37,7 @@ _TCP_LISTEN = "0A"
 
 
 def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     *,
     timeout: float,
     what: str,
