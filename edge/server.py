@@ -22,24 +22,20 @@ set the stop mode (STYLE rule 6); the loop does the work.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from edge.accesslog import AccessEntry, AccessLogFormatter
 from edge.config.schema import EdgeConfig, Listen
 from edge.errorlog import ErrorLog, LogFile
-from edge.handlers import HandlerRegistry
-from edge.limits import ConnectionCountZone, RequestRateZone
-from edge.protocol import HEAD, IDLE, LINGER, HttpConnection
-from edge.routing import Router
+from edge.protocol import HttpConnection
 from edge.shared_zones import SharedZones
-from httpproto import http_date
+from edge.state import ServerState
+
+__all__ = ["ListenError", "ListenSockets", "ServerState", "Worker", "bind_listen", "run_worker"]
 
 LISTEN_BACKLOG = 511  # nginx's default (NGX_LISTEN_BACKLOG); the kernel caps it at somaxconn
 GRACEFUL_TIMEOUT = 30.0  # a graceful stop waits this long for busy connections
@@ -126,95 +122,6 @@ def bind_listen(listen: Listen, slots: int, existing: ListenSockets | None = Non
         raise ListenError(f"bind() to {listen} failed ({exc.errno}: {exc.strerror})") from None
     result.sockets.extend(created)
     return result
-
-
-# --- the state one worker serves with ------------------------------------------------
-
-
-class ServerState:
-    """Everything connections of one worker share; built once per worker and config."""
-
-    def __init__(
-        self,
-        config: EdgeConfig,
-        *,
-        error_log: ErrorLog,
-        access_log: LogFile | None,
-        zones: SharedZones | None = None,
-    ) -> None:
-        self.config = config
-        self.router = Router(config)
-        self.error_log = error_log
-        self.access_log = access_log
-        self.access_format = AccessLogFormatter(config.access_log.format)
-        self.handlers = HandlerRegistry(config, error_log)
-        # The master's workers share their zones (shared memory, as nginx); a state
-        # built without them (one process, tests) keeps its own.
-        self.req_zones: dict[str, RequestRateZone] = {
-            zone.name: RequestRateZone.from_config(zone) for zone in config.limit_req_zones
-        }
-        self.conn_zones: dict[str, ConnectionCountZone] = {
-            zone.name: ConnectionCountZone.from_config(zone) for zone in config.limit_conn_zones
-        }
-        if zones is not None:
-            self.req_zones.update(zones.req)
-            self.conn_zones.update(zones.conn)
-        # A dict keeps insertion order: the oldest connection comes first when
-        # worker_connections forces one out.
-        self.connections: dict[HttpConnection, None] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.worker_connections = config.worker_connections
-        self.stopping = False
-        self.sendfile_native = True
-        self._numbers = itertools.count(1)
-        self.idle_event: asyncio.Event | None = None
-
-    def next_connection_number(self) -> int:
-        return next(self._numbers)
-
-    def admit(self, conn: HttpConnection) -> bool:
-        """Register a new connection, making room under ``worker_connections`` if needed."""
-        if len(self.connections) >= self.worker_connections and not self._make_room():
-            self.error_log.log(
-                "alert", f"{self.worker_connections} worker_connections are not enough"
-            )
-            return False
-        self.connections[conn] = None
-        return True
-
-    def _make_room(self) -> bool:
-        # nginx reuses idle keep-alive connections; we also reclaim lingering ones and,
-        # last, the oldest connection still trickling in its head, so that a slowloris
-        # cannot lock everyone else out until client_header_timeout.
-        for wanted in (LINGER, IDLE, HEAD):
-            for conn in self.connections:
-                if conn.phase == wanted:
-                    self.error_log.log(
-                        "warn",
-                        f"{self.worker_connections} worker_connections are not enough, "
-                        "reusing connections",
-                    )
-                    self.connections.pop(conn, None)
-                    conn.abort()
-                    return True
-        return False
-
-    def forget(self, conn: HttpConnection) -> None:
-        self.connections.pop(conn, None)
-        if self.stopping and not self.connections and self.idle_event is not None:
-            self.idle_event.set()
-
-    def track(self, task: asyncio.Task[None]) -> None:
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def http_date(self) -> bytes:
-        """The Date header (httpproto.http_date formats each second once)."""
-        return http_date(time.time())
-
-    def write_access(self, entry: AccessEntry) -> None:
-        if self.access_log is not None:
-            self.access_log.write_line(self.access_format.format(entry))
 
 
 # --- one worker process ------------------------------------------------------------------

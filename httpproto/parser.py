@@ -87,6 +87,7 @@ class RequestHead:
     content_length: int | None
     chunked: bool
     expect_continue: bool
+    host: bytes | None = None  # the Host field's value (there is at most one)
 
 
 @dataclass(slots=True)
@@ -504,6 +505,7 @@ class RequestParser:
         keep_alive = version == "1.1"
         expect_continue = False
         hosts = 0
+        host: bytes | None = None
         if notable:
             close = False
             keep = False
@@ -511,6 +513,7 @@ class RequestParser:
             for name, value in notable:
                 if name == b"host":
                     hosts += 1
+                    host = value
                 elif name == b"connection":
                     value = value.lower()
                     if value == b"keep-alive":
@@ -588,6 +591,7 @@ class RequestParser:
             content_length,
             chunked,
             expect_continue,
+            host,
         )
 
     @staticmethod

@@ -21,6 +21,13 @@ discards the request body *before* calling it, as nginx's static and return
 handlers do, so a malformed or oversized body is refused (400/413) whatever
 the location.  Handlers without the attribute read the body themselves.
 
+A handler that can often answer from memory has ``respond_now(head, path)``
+as well: given the parsed head of a request without a body and its
+normalized path, it returns a ``FastAnswer`` (status, the header lines that
+follow ``Date`` without ``Connection``, each ending in CRLF, and the body) or
+None when the request needs ``handle`` (``edge.pipeline.Pipeline.answer_now``).
+It must decline everything it would not answer the same way as ``handle``.
+
 What handlers leave in ``request.extra`` for the logs (keys below): the proxy
 sets ``upstream_addr`` (``10.0.0.5:3031``), ``upstream`` (the URL the error
 log names, ``uwsgi://10.0.0.5:3031``), ``upstream_status``,
@@ -49,6 +56,9 @@ EXTRA_UPSTREAM_STATUS = "upstream_status"
 EXTRA_UPSTREAM_RESPONSE_TIME = "upstream_response_time"
 EXTRA_CACHE_STATUS = "cache_status"
 EXTRA_STATUS = "status"  # set by a handler that ends without a response (444)
+
+# respond_now's answer: (status, header lines after Date without Connection, body).
+FastAnswer = tuple[int, bytes, bytes]
 
 PROXY_MODULE = "edge.handlers.proxy"
 RUNTIME_MODULE = "edge.upstream.pool"

@@ -1,0 +1,536 @@
+"""One request through the edge: real_ip -> route -> limits -> access -> handler -> redirects -> log.
+
+Theory of operation
+-------------------
+The transport (``edge.protocol``) parses a head and hands it here.  Two ways
+through, with the same rules:
+
+*Answered now* (``answer_now``).  When nothing has to wait, the request is
+answered inside ``data_received``: no task, no awaits, no request objects.
+That is a request without a body, on a location without ``limit_req`` or
+``limit_conn``, whose handler can answer from memory
+(``respond_now``: a small static file from the hot-file cache, a constant
+``return``, a microcache hit).  The handler returns the status, the header
+lines and the body; we add the status line, ``Server``, ``Date`` and
+``Connection``, write it in one piece and log it.  Anything unusual (a
+conditional or range header, a variable to expand, a refused request) makes
+``respond_now`` decline, and the request takes the other way, which gives
+the same answer.
+
+*Served by a task* (``begin`` / ``respond`` / ``finish``).  ``begin`` builds
+the ``Request`` (real_ip, server, location), its body reader and its
+response writer; ``respond`` runs ``dispatch`` (client_max_body_size,
+limit_req with its delay, limit_conn, access, the handler, internal
+redirects) inside the request-task boundary; ``finish`` gives back what the
+request held and writes its access-log line.
+
+Errors follow STYLE.md: every exception that ends a request carries its
+status (``EdgeError.status``, ``HttpProtocolError.status_hint``) and
+``status_of`` is the one place that reads it.  A client fault gets its status,
+``Connection: close`` and an ``info`` line (as nginx logs them: a scanner
+must not flood the log); a server fault gets 500 and a traceback; the
+``except Exception`` lives only here, at the request-task boundary.  A
+handler that fails after the head went out can only cut the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from edge.access import access_allowed
+from edge.accesslog import AccessEntry, remote_user
+from edge.body import RequestBodyReader
+from edge.config.schema import Listen, ProxyHandler, Server
+from edge.errorlog import request_context
+from edge.exchange import ClientError, ClientGone, EdgeError, Exchange, Request, ResponseAborted
+from edge.handlers import (
+    EXTRA_CACHE_STATUS,
+    EXTRA_STATUS,
+    EXTRA_UPSTREAM,
+    EXTRA_UPSTREAM_ADDR,
+    EXTRA_UPSTREAM_RESPONSE_TIME,
+    EXTRA_UPSTREAM_STATUS,
+    FastAnswer,
+    InternalRedirect,
+)
+from edge.limits import acquire_connections, limit_requests, release_connections
+from edge.realip import real_client_ip
+from edge.routing import normalize_host, normalize_uri
+from edge.writer import ResponseWriter
+from httpproto import RequestHead, http_date, reason_phrase
+
+if TYPE_CHECKING:
+    from edge.config.schema import LimitConnRule, Location
+    from edge.state import ServerState
+
+MAX_INTERNAL_REDIRECTS = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES
+CLIENT_CLOSED = 499  # nginx's status for "client closed the connection"
+
+# Error pages after which nginx drops keep-alive (ngx_http_special_response_handler):
+# the request was malformed or the server is in doubt, so the stream is not trusted.
+_CLOSING_STATUSES = frozenset((400, 408, 413, 414, 500, 501))
+_KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
+_CLOSE_END = b"Connection: close\r\n\r\n"
+
+
+def status_of(exc: BaseException) -> int:
+    """The one mapping from an exception to a response status (STYLE: no isinstance ladder)."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_hint", None)
+    return status if isinstance(status, int) else 500
+
+
+class Front(Protocol):
+    """What the pipeline needs from the connection a request arrived on."""
+
+    listen: Listen
+    number: int
+    peer_ip: str
+    peer_port: int
+    local_ip: str
+    local_port: int
+    defaults: Server  # the listener's default server (limits before the Host is known)
+    requests: int  # requests completed on this connection
+    must_close: bool  # the stream cannot carry another request
+
+    @property
+    def closed(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def new_body(self, head: RequestHead, timeout: float) -> RequestBodyReader: ...
+
+    def new_response(
+        self, request: Request, keep_alive: bool, send_timeout: float
+    ) -> ResponseWriter: ...
+
+    def set_body_limit(self, limit: int | None) -> None: ...
+
+
+class RequestCycle:
+    """One request's state as the pipeline sees it (the handler sees ``exchange``)."""
+
+    __slots__ = (
+        "request",
+        "body",
+        "response",
+        "exchange",
+        "raw_line",
+        "bad_uri",
+        "conn_rules",
+        "client_gone",
+        "broken",
+        "redirects",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        body: RequestBodyReader,
+        response: ResponseWriter,
+        raw_line: bytes,
+        bad_uri: bool,
+    ) -> None:
+        self.request = request
+        self.body = body
+        self.response = response
+        self.exchange = Exchange(request, body, response)
+        self.raw_line = raw_line
+        self.bad_uri = bad_uri
+        self.conn_rules: tuple[LimitConnRule, ...] | None = None  # limit_conn slots held
+        self.client_gone = False
+        self.broken = False  # the connection cannot carry another request
+        self.redirects = 0
+
+    def log_status(self) -> int:
+        """What the access log says: the status sent, else 499 (nginx's "client closed")."""
+        extra = self.request.extra.get(EXTRA_STATUS)
+        if extra is not None and extra.isdigit():
+            return int(extra)
+        if self.response.started:
+            return self.response.status
+        return CLIENT_CLOSED
+
+    def ignores_client_abort(self) -> bool:
+        location = self.request.location
+        if location is None:
+            return False
+        handler = location.handler
+        return isinstance(handler, ProxyHandler) and handler.ignore_client_abort
+
+
+class Pipeline:
+    """The request logic of one worker and config; see the module docstring."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.router = state.router
+        self.real_ip = state.config.real_ip
+        # location id -> (location, its handler's respond_now or None), filled as seen.
+        self._fast: dict[int, tuple[Location, Callable[..., FastAnswer | None] | None]] = {}
+        self._status_lines: dict[int, bytes] = {}
+
+    # -- answered now --------------------------------------------------------------
+
+    def answer_now(self, front: Front, head: RequestHead, started: float) -> float | None:
+        """Answer ``head`` at once if nothing has to wait.
+
+        None if it cannot be; else how long to keep the connection for the next
+        request (``keepalive_timeout``), 0 to close it.
+        """
+        if head.content_length or head.chunked:
+            return None
+        raw_path = head.path
+        if raw_path[:1] != b"/" or self.real_ip.trusted:
+            return None
+        path = normalize_uri(raw_path)
+        if path is None:
+            return None
+        listen = front.listen
+        server, location = self.router.route(listen.host, listen.port, head.host, path)
+        if location is None or location.limit_req or location.limit_conn:
+            return None
+        if location.access and not access_allowed(location.access, front.peer_ip):
+            return None
+        responder = self._responder(location)
+        if responder is None:
+            return None
+        answer = responder(head, path)
+        if answer is None:
+            return None
+        status, fields, body = answer
+        state = self.state
+        keep = (
+            head.keep_alive
+            and not state.stopping
+            and server.keepalive_timeout > 0
+            and front.requests + 1 < server.keepalive_requests
+        )
+        if head.method == "HEAD":
+            body = b""
+        line = self._status_lines.get(status)
+        if line is None:
+            line = self._status_lines[status] = (
+                b"HTTP/1.1 %d %s\r\nServer: edge\r\nDate: "
+                % (status, reason_phrase(status).encode("latin-1"))
+            )
+        now = time.time()
+        front.write(
+            b"".join(
+                (line, http_date(now), b"\r\n", fields, _KEEP_ALIVE_END if keep else _CLOSE_END, body)
+            )
+        )
+        if state.access_log is not None:
+            state.write_access(
+                AccessEntry(
+                    remote_addr=front.peer_ip,
+                    time=now,
+                    request_line=_request_line(head),
+                    status=status,
+                    body_bytes_sent=len(body),
+                    http_referer=_header(head, b"referer"),
+                    http_user_agent=_header(head, b"user-agent"),
+                    remote_user=remote_user(_header(head, b"authorization")),
+                    request_time=now - started,
+                    http_host=head.host,
+                    http_x_forwarded_for=_header(head, b"x-forwarded-for"),
+                )
+            )
+        return server.keepalive_timeout if keep else 0.0
+
+    def _responder(self, location: Location) -> Callable[..., FastAnswer | None] | None:
+        entry = self._fast.get(id(location))
+        if entry is None or entry[0] is not location:
+            handler = self.state.handlers.handler_for(location)
+            entry = (location, getattr(handler, "respond_now", None))
+            self._fast[id(location)] = entry
+        return entry[1]
+
+    # -- served by a task ----------------------------------------------------------
+
+    def begin(self, front: Front, head: RequestHead, started: float) -> RequestCycle:
+        """The request, its body and its response for ``head``."""
+        state = self.state
+        path = normalize_uri(head.path) if head.path[:1] == b"/" else None
+        host_header = head.host
+        listen = front.listen
+        server, location = self.router.route(listen.host, listen.port, host_header, path or "/")
+        client_ip = front.peer_ip
+        real_ip = self.real_ip
+        if real_ip.trusted:
+            wanted = real_ip.header.lower().encode("latin-1")
+            forwarded = [value for name, value in head.headers if name == wanted]
+            if forwarded:
+                client_ip = real_client_ip(front.peer_ip, b", ".join(forwarded), real_ip)
+        raw_line = _request_line(head)
+        request = Request(
+            method=head.method,
+            target=head.target,
+            path=path or "",
+            raw_path=head.path,
+            query=head.query,
+            http_version=head.http_version,
+            headers=head.headers,
+            host=normalize_host(host_header) or _server_name(server) or front.local_ip,
+            scheme="http",
+            client_ip=client_ip,
+            client_port=front.peer_port,
+            peer_ip=front.peer_ip,
+            server_addr=front.local_ip,
+            server_port=front.local_port,
+            server=server,
+            # None only for a refused target or no match; dispatch answers those
+            # before any handler can see the request.
+            location=location if path is not None else None,  # type: ignore[arg-type]
+            content_length=head.content_length,
+            chunked=head.chunked,
+            keep_alive=head.keep_alive,
+            started=started,
+            request_line=raw_line.decode("latin-1"),
+        )
+        body = front.new_body(head, server.client_body_timeout)
+        keep_alive = (
+            head.keep_alive
+            and not state.stopping
+            and server.keepalive_timeout > 0
+            and front.requests + 1 < server.keepalive_requests
+        )
+        response = front.new_response(request, keep_alive, server.send_timeout)
+        return RequestCycle(request, body, response, raw_line, bad_uri=path is None)
+
+    async def respond(self, front: Front, cycle: RequestCycle) -> None:
+        """Run the request; every way it can end becomes a response, a cut or a log line."""
+        response = cycle.response
+        try:
+            await self.dispatch(front, cycle)
+            if not response.started:
+                raise RuntimeError("the handler returned without sending a response")
+            if not response.finished:
+                await response.end()
+        except ResponseAborted as exc:
+            cycle.broken = True
+            if cycle.request.extra.get(EXTRA_STATUS) is None:
+                self.log(front, "info", f"response aborted: {exc}", cycle)
+        except ClientGone as exc:
+            cycle.client_gone = True
+            cycle.broken = True
+            self.log(front, "info", f"client closed connection: {exc}", cycle)
+        except Exception as exc:  # the request-task boundary (STYLE rule 5)
+            await self._fail(front, cycle, exc)
+
+    async def _fail(self, front: Front, cycle: RequestCycle, exc: Exception) -> None:
+        status = status_of(exc)
+        expected = hasattr(exc, "status") or hasattr(exc, "status_hint")
+        level = getattr(exc, "level", None) or ("error" if status >= 500 else "info")
+        if expected:
+            self.log(front, level, str(exc) or type(exc).__name__, cycle)
+        else:
+            self.log(
+                front, "error", f"unexpected error while serving the request: {exc!r}", cycle, exc
+            )
+        response = cycle.response
+        if response.started:
+            cycle.broken = True  # the status is gone: all we can do is cut the response
+            return
+        if status in _CLOSING_STATUSES or front.must_close or not cycle.body.drain_buffered():
+            response.keep_alive = False
+        try:
+            await response.send_error(status)
+        except ClientGone:
+            cycle.client_gone = True
+            cycle.broken = True
+
+    async def dispatch(self, front: Front, cycle: RequestCycle) -> None:
+        request, body = cycle.request, cycle.body
+        state = self.state
+        if cycle.bad_uri:
+            raise ClientError(f"client sent invalid request target {request.target[:200]!r}")
+        location = request.location
+        if location is None:
+            raise EdgeError(f'no location matches "{request.path}"', status=404, level="info")
+        # client_max_body_size is checked in nginx's find-config phase, before limits.
+        limit = location.client_max_body_size
+        if limit is None:
+            limit = request.server.client_max_body_size
+        if limit and request.content_length is not None and request.content_length > limit:
+            front.must_close = True
+            raise ClientError(
+                f"client intended to send too large body: {request.content_length} bytes",
+                status=413,
+                level="error",
+            )
+        if request.chunked:
+            front.set_body_limit(limit or None)
+        key = request.client_ip
+        if location.limit_req:
+            verdict = limit_requests(location.limit_req, state.req_zones, key, time.monotonic())
+            excess = f"{verdict.excess / 1000:.3f}"
+            if not verdict.allowed:
+                raise EdgeError(
+                    f'limiting requests, excess: {excess} by zone "{verdict.zone}"',
+                    status=verdict.status,
+                    level="error",
+                )
+            if verdict.delay > 0:
+                self.log(
+                    front,
+                    "warn",
+                    f'delaying request, excess: {excess}, by zone "{verdict.zone}"',
+                    cycle,
+                )
+                await asyncio.sleep(verdict.delay)
+        if location.limit_conn:
+            refused = acquire_connections(location.limit_conn, state.conn_zones, key)
+            if refused is not None:
+                raise EdgeError(
+                    f'limiting connections by zone "{refused.zone}"',
+                    status=refused.status,
+                    level="error",
+                )
+            cycle.conn_rules = location.limit_conn
+            cycle.response.on_last_bytes = lambda: self._release_connections(cycle)
+        while True:
+            location = request.location
+            if not access_allowed(location.access, request.client_ip):
+                raise EdgeError("access forbidden by rule", status=403, level="error")
+            handler = state.handlers.handler_for(location)
+            if not getattr(handler, "reads_body", True) and not body.done:
+                await body.discard()
+            try:
+                await handler.handle(cycle.exchange)
+                return
+            except InternalRedirect as redirect:
+                if cycle.response.started:
+                    raise RuntimeError("internal redirect after the response started") from None
+                self._redirect(cycle, redirect.target)
+
+    def _redirect(self, cycle: RequestCycle, target: str) -> None:
+        """nginx's internal redirect: re-match the location for a new URI or ``@name``."""
+        request = cycle.request
+        cycle.redirects += 1
+        if cycle.redirects > MAX_INTERNAL_REDIRECTS:
+            raise EdgeError(
+                f'rewrite or internal redirection cycle while internally redirecting to "{target}"',
+                status=500,
+            )
+        table = self.router.locations(request.server)
+        location: Location | None
+        if target.startswith("@"):
+            location = table.named(target)
+        else:
+            path_text, sep, query = target.partition("?")
+            # A fallback is already-decoded text (nginx does not decode it again): escape
+            # "%" so normalize_uri only merges slashes and resolves dot segments, which
+            # keeps "$uri/../.." from pointing above the root.
+            raw = path_text.encode("utf-8", "surrogateescape").replace(b"%", b"%25")
+            path = normalize_uri(raw)
+            if path is None:
+                raise EdgeError(f'invalid internal redirect target "{target}"', status=500)
+            request.path = path
+            if sep:
+                request.query = query.encode("latin-1", "replace")
+            location = table.match(path)
+        if location is None:
+            raise EdgeError(
+                f'no location for internal redirect to "{target}"', status=404, level="info"
+            )
+        request.location = location
+
+    def _release_connections(self, cycle: RequestCycle) -> None:
+        if cycle.conn_rules is not None:
+            release_connections(cycle.conn_rules, self.state.conn_zones, cycle.request.client_ip)
+            cycle.conn_rules = None
+
+    def finish(self, cycle: RequestCycle) -> None:
+        """Runs even when the task is cancelled: give back limits, remove spools, log."""
+        self._release_connections(cycle)
+        cycle.body.cleanup()
+        state = self.state
+        if state.access_log is None:
+            return
+        request, response = cycle.request, cycle.response
+        extra = request.extra
+        now = time.time()
+        upstream_status = extra.get(EXTRA_UPSTREAM_STATUS)
+        upstream_time = extra.get(EXTRA_UPSTREAM_RESPONSE_TIME)
+        state.write_access(
+            AccessEntry(
+                remote_addr=request.client_ip,
+                time=now,
+                request_line=cycle.raw_line,
+                status=cycle.log_status(),
+                body_bytes_sent=response.body_bytes,
+                http_referer=request.header(b"referer"),
+                http_user_agent=request.header(b"user-agent"),
+                remote_user=remote_user(request.header(b"authorization")),
+                request_time=now - request.started,
+                http_host=request.header(b"host"),
+                http_x_forwarded_for=request.header(b"x-forwarded-for"),
+                upstream_addr=extra.get(EXTRA_UPSTREAM_ADDR),
+                upstream_status=int(upstream_status)
+                if upstream_status and upstream_status.isdigit()
+                else None,
+                upstream_response_time=_float_or_none(upstream_time),
+                cache_status=extra.get(EXTRA_CACHE_STATUS),
+            )
+        )
+
+    # -- the error log -------------------------------------------------------------
+
+    def log(
+        self,
+        front: Front,
+        level: str,
+        message: str,
+        cycle: RequestCycle | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """One error-log line with nginx's context (client, server, request, upstream, host)."""
+        error_log = self.state.error_log
+        if not error_log.enabled(level):
+            return
+        if cycle is None:
+            context = request_context(
+                client=front.peer_ip, server=_server_name(front.defaults), request=None
+            )
+        else:
+            request = cycle.request
+            host = request.header(b"host")
+            context = request_context(
+                client=request.client_ip,
+                server=_server_name(request.server),
+                request=request.request_line,
+                upstream=request.extra.get(EXTRA_UPSTREAM),
+                host=None if host is None else host.decode("latin-1"),
+            )
+        error_log.log(level, message, connection=front.number, context=context, exc=exc)
+
+
+def _request_line(head: RequestHead) -> bytes:
+    return b"%s %s HTTP/%s" % (
+        head.method.encode("ascii"),
+        head.target,
+        head.http_version.encode(),
+    )
+
+
+def _header(head: RequestHead, name: bytes) -> bytes | None:
+    for key, value in head.headers:
+        if key == name:
+            return value
+    return None
+
+
+def _server_name(server: Server) -> str:
+    return server.server_name[0] if server.server_name else ""
+
+
+def _float_or_none(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
