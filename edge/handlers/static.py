@@ -47,7 +47,7 @@ from edge.handlers import InternalRedirect, expand_variables, special_response_b
 from httpproto import (
     UNSATISFIABLE,
     MultipartByteranges,
-    entity_tag,
+    entity_tag_bytes,
     evaluate_preconditions,
     http_date,
     multipart_byteranges,
@@ -131,21 +131,32 @@ def content_type(name: str) -> bytes:
 
 def etag_for(mtime: float, size: int) -> bytes:
     """nginx's ETag, ``"<mtime hex>-<size hex>"`` (``httpproto.entity_tag``), as header bytes."""
-    return entity_tag(math.floor(mtime), size).encode("ascii")
+    return entity_tag_bytes(math.floor(mtime), size)
 
 
 def evaluate_conditions(
     method: str, header: Callable[[bytes], bytes | None], etag: bytes, last_modified: int
 ) -> int | None:
     """RFC 9110 §13.2.2 over edge's headers: 412, 304, or None (``httpproto``'s rules)."""
+    if_match = header(b"if-match")
+    if_unmodified_since = header(b"if-unmodified-since")
+    if_none_match = header(b"if-none-match")
+    if_modified_since = header(b"if-modified-since")
+    if (
+        if_match is None
+        and if_unmodified_since is None
+        and if_none_match is None
+        and if_modified_since is None
+    ):
+        return None  # most requests: no call into the rules at all
     return evaluate_preconditions(
         method,
         etag,
         last_modified,
-        if_match=header(b"if-match"),
-        if_unmodified_since=header(b"if-unmodified-since"),
-        if_none_match=header(b"if-none-match"),
-        if_modified_since=header(b"if-modified-since"),
+        if_match=if_match,
+        if_unmodified_since=if_unmodified_since,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
     )
 
 
@@ -548,7 +559,7 @@ class StaticFiles:
         request, response = exchange.request, exchange.response
         settings = self.settings
         last_modified = math.floor(file.mtime)
-        etag = etag_for(last_modified, file.size)
+        etag = entity_tag_bytes(last_modified, file.size)
         validators = [(b"Last-Modified", http_date(last_modified)), (b"ETag", etag)]
         if settings.gzip_static:
             validators.append((b"Vary", b"Accept-Encoding"))
@@ -570,14 +581,17 @@ class StaticFiles:
         size = file.size
         status, first, count = 200, 0, size
         multipart: MultipartByteranges | None = None
-        selected = select_ranges(
-            request.method,
-            request.header(b"range"),
-            request.header(b"if-range"),
-            etag,
-            last_modified,
-            size,
-        )
+        range_header = request.header(b"range")
+        selected = None
+        if range_header is not None:
+            selected = select_ranges(
+                request.method,
+                range_header,
+                request.header(b"if-range"),
+                etag,
+                last_modified,
+                size,
+            )
         if selected is UNSATISFIABLE:
             await self._unsatisfiable(exchange, size, headers)
             return

@@ -12,6 +12,7 @@ from httpproto import (
     NOT_MODIFIED,
     PRECONDITION_FAILED,
     entity_tag,
+    entity_tag_bytes,
     entity_tags,
     etag_matches,
     evaluate_preconditions,
@@ -32,6 +33,11 @@ def test_etag_is_nginx_seconds_hex_dash_size_hex() -> None:
     # ngx_http_set_etag: "%xT-%xO" of last_modified_time and content_length_n.
     assert ETAG == '"6553f100-400"'
     assert entity_tag(0, 0) == '"0-0"'
+
+
+@given(st.integers(min_value=0, max_value=2**40), st.integers(min_value=0, max_value=2**50))
+def test_the_bytes_etag_is_the_same_tag(last_modified: int, size: int) -> None:
+    assert entity_tag_bytes(last_modified, size) == entity_tag(last_modified, size).encode()
 
 
 @pytest.mark.parametrize(
