@@ -6,13 +6,17 @@ Two pure decisions, called by the worker before the app:
   inside one of the mapped directories, or returns None, which means "not
   mine": the request falls through to the application, exactly as uWSGI
   does when the file is missing (``core/protocol.c``, ``core/static.c``).
-* ``evaluate(...)`` applies RFC 9110 conditionals and ranges to that file and
-  says what to send: status, headers, and which bytes.
+* ``evaluate_request(file, environ)`` applies RFC 9110 conditionals and
+  ranges to that file and says what to send: status, headers, and which
+  bytes.  The rules are ``httpproto``'s (conditional.py, ranges.py), the
+  same ones edge's static files follow, so one file gets the same ETag and
+  the same answers from both servers.
 
 Neither sends anything.  ``lookup`` only stats (and resolves) paths; the
 worker opens ``StaticFile.path``, ``fstat``s the descriptor and checks
 ``StaticFile.same_file(st)`` so a file replaced between lookup and open is
 never sent with the old file's headers (aiohttp does the same re-check).
+Then ``send_static_body`` sends the body, one ``sendfile`` per range.
 
 Where we differ from uWSGI, on purpose:
 
@@ -23,8 +27,10 @@ Where we differ from uWSGI, on purpose:
   but not ``/staticfoo``); uWSGI would serve ``/dir/foo`` for the latter.
 * Maps are tried longest prefix first, then in configuration order; like
   uWSGI, a miss in one matching map tries the next before falling through.
-* ETag, If-None-Match and If-Range are supported (uWSGI only does
-  If-Modified-Since), and the 416 reason phrase is RFC 9110's.
+* ETag (nginx's form), If-Match, If-Unmodified-Since, If-None-Match and
+  If-Range are supported (uWSGI only does If-Modified-Since), and so are
+  several ranges at once, as multipart/byteranges; the 416 reason phrase is
+  RFC 9110's.
 * No ``static-index``: a directory always falls through to the app.
 
 There is no stat cache: correctness would need a stat per request anyway to
@@ -33,18 +39,38 @@ revalidate, and the resolve it could save is the containment check itself.
 
 from __future__ import annotations
 
-import calendar
 import mimetypes
 import os
-import re
+import socket
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_tz
 from pathlib import Path
+from typing import Any, BinaryIO
 
-from httpproto import http_date
+from appserver.response import send_file
+from httpproto import (
+    NOT_MODIFIED,
+    PRECONDITION_FAILED,
+    UNSATISFIABLE,
+    MultipartByteranges,
+    entity_tag,
+    evaluate_preconditions,
+    http_date,
+    multipart_byteranges,
+    new_boundary,
+    select_ranges,
+    unsatisfied_range,
+)
 
-__all__ = ["StaticFile", "StaticMap", "StaticResponse", "evaluate"]
+__all__ = [
+    "StaticFile",
+    "StaticMap",
+    "StaticResponse",
+    "evaluate",
+    "evaluate_request",
+    "send_static_body",
+]
 
 # A private table built only from Python's defaults, so a type never depends on
 # the host's /etc/mime.types (uWSGI reads that file; tests could not pin it).
@@ -74,13 +100,6 @@ _ENCODING_TYPES = {
 }
 _DEFAULT_TYPE = "application/octet-stream"
 
-# RFC 9110 §14.1.2: a single range-spec; ASCII digits only (``\d`` would let
-# int() accept other scripts' digits).
-_RANGE_SPEC = re.compile(r"\s*([0-9]*)\s*-\s*([0-9]*)\s*")
-# RFC 9110 §8.8.3: entity-tag = [ W/ ] DQUOTE *etagc DQUOTE; a comma is a
-# legal etagc, so the list is scanned by tag, not split on commas.
-_ENTITY_TAG = re.compile(r'(W/)?("[^"]*")')
-
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -105,26 +124,29 @@ class StaticFile:
 
     path: str  # resolved, absolute: open this one
     size: int
-    mtime: int  # whole seconds: HTTP dates carry no more
+    mtime: int  # whole seconds (floor): HTTP dates carry no more
     mtime_ns: int
     device: int
     inode: int
-    etag: str  # strong, quoted: '"<mtime_ns hex>-<size hex>"'
+    etag: str  # strong, nginx's: '"<mtime hex>-<size hex>"'
     content_type: str
     last_modified: str  # IMF-fixdate
 
     @classmethod
     def from_stat(cls, path: str, st: os.stat_result) -> StaticFile:
+        # From the integer nanoseconds: the float st_mtime can round up into the
+        # next second, and Last-Modified and the ETag must name the same one.
+        mtime = st.st_mtime_ns // 1_000_000_000
         return cls(
             path=path,
             size=st.st_size,
-            mtime=int(st.st_mtime),
+            mtime=mtime,
             mtime_ns=st.st_mtime_ns,
             device=st.st_dev,
             inode=st.st_ino,
-            etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+            etag=entity_tag(mtime, st.st_size),
             content_type=_content_type(path),
-            last_modified=http_date(int(st.st_mtime)).decode("ascii"),
+            last_modified=http_date(mtime).decode("ascii"),
         )
 
     def same_file(self, st: os.stat_result) -> bool:
@@ -215,12 +237,40 @@ class StaticResponse:
 
     status: str  # status line text, e.g. "206 Partial Content"
     headers: list[tuple[str, str]]
-    byte_range: tuple[int, int] | None  # (offset, length) of the file to send
-    send_body: bool  # False for HEAD, 304 and 416
+    byte_range: tuple[int, int] | None  # (offset, length) of the file, for a one-part body
+    send_body: bool  # False for HEAD, 304, 412 and 416
+    multipart: MultipartByteranges | None = None  # the body for several ranges
 
     @property
     def status_code(self) -> int:
         return int(self.status[:3])
+
+    @property
+    def content_length(self) -> int:
+        """The bytes of body the head announces (what ``send_static_body`` sends)."""
+        if self.multipart is not None:
+            return self.multipart.content_length
+        return self.byte_range[1] if self.byte_range is not None else 0
+
+
+def evaluate_request(static_file: StaticFile, environ: Mapping[str, Any]) -> StaticResponse | None:
+    """``evaluate`` with every header it reads taken from a WSGI environ.
+
+    This is the call for the worker: it sees If-Match and If-Unmodified-Since,
+    and answers several ranges with multipart/byteranges, which the body must
+    then be sent with ``send_static_body``.
+    """
+    return evaluate(
+        static_file,
+        environ["REQUEST_METHOD"],
+        environ.get("HTTP_IF_NONE_MATCH"),
+        environ.get("HTTP_IF_MODIFIED_SINCE"),
+        environ.get("HTTP_RANGE"),
+        environ.get("HTTP_IF_RANGE"),
+        if_match=environ.get("HTTP_IF_MATCH"),
+        if_unmodified_since=environ.get("HTTP_IF_UNMODIFIED_SINCE"),
+        multipart=True,
+    )
 
 
 def evaluate(
@@ -230,55 +280,66 @@ def evaluate(
     if_modified_since: str | None,
     range_header: str | None,
     if_range: str | None = None,
+    *,
+    if_match: str | None = None,
+    if_unmodified_since: str | None = None,
+    multipart: bool = False,
 ) -> StaticResponse | None:
     """Answer ``method`` for ``static_file`` per RFC 9110, or None to fall through.
 
     None is returned for methods other than GET and HEAD: uWSGI's
     ``uwsgi_file_serve`` skips them and the app gets the request (a POST to
     a static URL is the app's to refuse, with its own 405 and Allow).
+
+    The rules are httpproto's, shared with edge.  Without ``multipart``
+    several ranges get the whole file (a caller that only knows how to send
+    ``byte_range`` keeps working); with it they get a multipart/byteranges body.
     """
     if method not in _SAFE_METHODS:
         return None
+    etag = static_file.etag
+    verdict = evaluate_preconditions(
+        method,
+        etag,
+        static_file.mtime,
+        if_match=if_match,
+        if_unmodified_since=if_unmodified_since,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
+    )
+    if verdict == NOT_MODIFIED:
+        return _not_modified(static_file)
+    validators = [("ETag", etag), ("Last-Modified", static_file.last_modified)]
+    if verdict == PRECONDITION_FAILED:
+        return StaticResponse(
+            "412 Precondition Failed", [*validators, ("Content-Length", "0")], None, False
+        )
 
-    # RFC 9110 §13.2.2 step 3: If-None-Match, when present, decides alone and
-    # If-Modified-Since is ignored (step 4 applies only without it).
-    if if_none_match is not None:
-        if _none_match_fails(if_none_match, static_file.etag):
-            return _not_modified(static_file)
-    elif if_modified_since is not None:
-        since = _parse_http_date(if_modified_since)
-        if since is not None and static_file.mtime <= since:
-            return _not_modified(static_file)
-
-    head = method == "HEAD"
     size = static_file.size
     headers = [
         ("Content-Type", static_file.content_type),
-        ("ETag", static_file.etag),
-        ("Last-Modified", static_file.last_modified),
+        *validators,
         ("Accept-Ranges", "bytes"),
     ]
-
-    # §14.2: Range is defined for GET only; a server MUST ignore it otherwise.
-    # An empty file has no byte to address, so any range gets the whole (empty)
-    # representation rather than a 416 a client could not act on.
-    if range_header is not None and not head and size > 0:
-        if if_range is None or _if_range_matches(if_range, static_file):
-            selected = _parse_range(range_header, size)
-            if selected is _UNSATISFIABLE:
-                headers.append(("Content-Range", f"bytes */{size}"))
-                headers.append(("Content-Length", "0"))
-                return StaticResponse("416 Range Not Satisfiable", headers, None, False)
-            if isinstance(selected, tuple):
-                first, last = selected
-                length = last - first + 1
-                headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
-                headers.append(("Content-Length", str(length)))
-                return StaticResponse("206 Partial Content", headers, (first, length), True)
-            # None: a range we ignore (bad syntax, other unit, several ranges).
+    selected = select_ranges(method, range_header, if_range, etag, static_file.mtime, size)
+    if selected is UNSATISFIABLE:
+        headers.append(("Content-Range", unsatisfied_range(size)))
+        headers.append(("Content-Length", "0"))
+        return StaticResponse("416 Range Not Satisfiable", headers, None, False)
+    if isinstance(selected, tuple):
+        if len(selected) == 1:
+            (only,) = selected
+            headers.append(("Content-Range", only.content_range(size)))
+            headers.append(("Content-Length", str(only.length)))
+            return StaticResponse("206 Partial Content", headers, (only.first, only.length), True)
+        if multipart:
+            body = multipart_byteranges(selected, size, static_file.content_type, new_boundary())
+            headers[0] = ("Content-Type", body.content_type)
+            headers.append(("Content-Length", str(body.content_length)))
+            return StaticResponse("206 Partial Content", headers, None, True, body)
 
     headers.append(("Content-Length", str(size)))
-    if head:
+    if method == "HEAD":
         return StaticResponse("200 OK", headers, None, False)
     return StaticResponse("200 OK", headers, (0, size), True)
 
@@ -294,81 +355,34 @@ def _not_modified(static_file: StaticFile) -> StaticResponse:
     )
 
 
-def _opaque(tag: str) -> str:
-    return tag[2:] if tag.startswith("W/") else tag
+def send_static_body(
+    sock: socket.socket, file: BinaryIO, answer: StaticResponse, timeout: float
+) -> int:
+    """Send the body of ``answer`` from the open ``file``; the bytes sent.
 
-
-def _none_match_fails(header: str, etag: str) -> bool:
-    """True if If-None-Match matches ``etag`` (so the answer is 304).
-
-    §13.1.2 uses the weak comparison: ``W/"x"`` matches ``"x"``.
+    Each range goes out with ``sendfile`` (zero-copy), and each multipart part
+    head with ``sendall``.  ``timeout`` bounds each wait for the client, as
+    ``send_file`` does.  A client that leaves raises the socket's OSError.
+    Fewer bytes than ``answer.content_length`` means the file shrank while it
+    was sent: the connection cannot be reused.
     """
-    if header.strip() == "*":
-        return True  # the file exists, which is all "*" asks
-    target = _opaque(etag)
-    return any(match.group(2) == target for match in _ENTITY_TAG.finditer(header))
-
-
-def _if_range_matches(header: str, static_file: StaticFile) -> bool:
-    """§13.1.5: send the range only if the client's copy is this representation."""
-    value = header.strip()
-    if value.startswith('"') or value.startswith("W/"):
-        # Strong comparison: a weak tag never matches.
-        return value == static_file.etag
-    # A date must be an exact match with Last-Modified.
-    since = _parse_http_date(value)
-    return since is not None and since == static_file.mtime
-
-
-def _parse_http_date(value: str) -> int | None:
-    """Seconds since the epoch for an HTTP-date (§5.6.7, all three forms), else None."""
-    try:
-        parsed = parsedate_tz(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None:
-        return None
-    # asctime has no zone and means GMT; a numeric zone is tolerated.
-    offset = parsed[9] or 0
-    try:
-        return calendar.timegm(parsed[:6] + (0, 0, 0)) - offset
-    except (OverflowError, ValueError):
-        return None
-
-
-class _Unsatisfiable:
-    __slots__ = ()
-
-
-_UNSATISFIABLE = _Unsatisfiable()
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | _Unsatisfiable | None:
-    """One byte range as (first, last) inclusive, 416, or None to ignore the header.
-
-    §14.2 lets a server ignore Range; we do so for anything but one
-    well-formed ``bytes`` range (several ranges would need multipart/byteranges).
-    """
-    unit, sep, spec = header.partition("=")
-    if not sep or unit.strip().lower() != "bytes":
-        return None
-    if "," in spec:
-        return None
-    match = _RANGE_SPEC.fullmatch(spec)
-    if match is None:
-        return None
-    first_text, last_text = match.groups()
-    if not first_text:
-        if not last_text:
-            return None  # "bytes=-" is not a range-spec
-        suffix = int(last_text)
-        if suffix == 0:
-            return _UNSATISFIABLE  # §14.1.1: a zero suffix-length is unsatisfiable
-        return (max(0, size - suffix), size - 1)
-    first = int(first_text)
-    if last_text and int(last_text) < first:
-        return None  # §14.1.1: invalid, so the whole header is ignored
-    if first >= size:
-        return _UNSATISFIABLE
-    last = int(last_text) if last_text else size - 1
-    return (first, min(last, size - 1))
+    if not answer.send_body:
+        return 0
+    if sock.gettimeout() is None:
+        sock.settimeout(timeout)
+    if answer.multipart is None:
+        if answer.byte_range is None or not answer.byte_range[1]:
+            return 0
+        offset, length = answer.byte_range
+        return send_file(sock, file, offset, length, timeout)
+    sent = 0
+    for segment in answer.multipart.segments():
+        if isinstance(segment, bytes):
+            sock.sendall(segment)
+            sent += len(segment)
+        else:
+            got = send_file(sock, file, segment.first, segment.length, timeout)
+            sent += got
+            if got < segment.length:
+                break  # the file shrank: what followed would be framed wrongly
+    return sent

@@ -21,15 +21,16 @@ misses if ``errors``) are kept, bounded by ``max``, dropped when unused for
 ``inactive``, and looked up again after ``valid`` seconds.  Descriptors are
 reference-counted so that evicting an entry never closes a file mid-send.
 
-The HTTP decisions are pure functions below (ETag, dates, conditionals per
-RFC 9110 §13.2.2, single ranges per RFC 9110 §14, ``expires``), so they are
-tested without files or sockets.
+The HTTP decisions are pure functions, tested without files or sockets:
+ETag, conditionals (RFC 9110 §13.2.2) and ranges (§14, several as
+multipart/byteranges) are ``httpproto``'s, shared with appserver's
+static-map; ``expires`` and the types are below.
 """
 
 from __future__ import annotations
 
-import email.utils
 import errno
+import math
 import mimetypes
 import os
 import stat
@@ -41,9 +42,19 @@ from typing import Final
 from urllib.parse import quote
 
 from edge.config.schema import Expires, Location, OpenFileCache, StaticHandler
-from edge.exchange import ClientError, EdgeError, Exchange, Request
+from edge.exchange import ClientError, EdgeError, Exchange, Request, ResponseSink
 from edge.handlers import InternalRedirect, expand_variables, special_response_body
-from httpproto import http_date
+from httpproto import (
+    UNSATISFIABLE,
+    MultipartByteranges,
+    entity_tag_bytes,
+    evaluate_preconditions,
+    http_date,
+    multipart_byteranges,
+    new_boundary,
+    select_ranges,
+    unsatisfied_range,
+)
 
 SMALL_FILE = 64 * 1024  # read in the lookup's executor call and sent from memory
 MAX_EXPIRES: Final = b"Thu, 31 Dec 2037 23:55:55 GMT"
@@ -119,111 +130,34 @@ def content_type(name: str) -> bytes:
 
 
 def etag_for(mtime: float, size: int) -> bytes:
-    """nginx's ETag: ``"<mtime hex>-<size hex>"`` (``ngx_http_set_etag``)."""
-    return b'"%x-%x"' % (int(mtime), size)
-
-
-def parse_http_date(value: bytes | None) -> float | None:
-    """An HTTP-date (any of RFC 9110's three forms) as a timestamp, or None."""
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.timestamp()
-
-
-def _etags(value: bytes) -> list[bytes]:
-    return [item.strip() for item in value.split(b",") if item.strip()]
-
-
-def _weak_match(value: bytes, etag: bytes) -> bool:
-    plain = etag.removeprefix(b"W/")
-    return any(item == b"*" or item.removeprefix(b"W/") == plain for item in _etags(value))
-
-
-def _strong_match(value: bytes, etag: bytes) -> bool:
-    if etag.startswith(b"W/"):
-        return any(item == b"*" for item in _etags(value))
-    return any(item == b"*" or item == etag for item in _etags(value))
+    """nginx's ETag, ``"<mtime hex>-<size hex>"`` (``httpproto.entity_tag``), as header bytes."""
+    return entity_tag_bytes(math.floor(mtime), size)
 
 
 def evaluate_conditions(
-    method: str, header: Callable[[bytes], bytes | None], etag: bytes, mtime: float
+    method: str, header: Callable[[bytes], bytes | None], etag: bytes, last_modified: int
 ) -> int | None:
-    """RFC 9110 §13.2.2 order: 412 for a failed precondition, 304 for not modified, else None."""
+    """RFC 9110 §13.2.2 over edge's headers: 412, 304, or None (``httpproto``'s rules)."""
     if_match = header(b"if-match")
-    if if_match is not None:
-        if not _strong_match(if_match, etag):
-            return 412
-    else:
-        since = parse_http_date(header(b"if-unmodified-since"))
-        if since is not None and int(mtime) > since:
-            return 412
+    if_unmodified_since = header(b"if-unmodified-since")
     if_none_match = header(b"if-none-match")
-    if if_none_match is not None:
-        if _weak_match(if_none_match, etag):
-            return 304 if method in ("GET", "HEAD") else 412
-        return None
-    if method in ("GET", "HEAD"):
-        since = parse_http_date(header(b"if-modified-since"))
-        if since is not None and int(mtime) <= since:
-            return 304
-    return None
-
-
-class Unsatisfiable:
-    """``parse_range``'s answer for a range that lies outside the file (416)."""
-
-
-UNSATISFIABLE: Final = Unsatisfiable()
-
-
-def parse_range(value: bytes | None, size: int) -> tuple[int, int] | Unsatisfiable | None:
-    """One ``bytes=`` range as (first, last) inclusive; None means "send the whole file".
-
-    Several ranges are answered with the whole file, which RFC 9110 §14.2
-    allows; a malformed header is ignored (§14.2: a server MAY ignore Range).
-    """
-    if not value:
-        return None
-    unit, sep, spec = value.partition(b"=")
-    if not sep or unit.strip().lower() != b"bytes" or b"," in spec:
-        return None
-    first_text, dash, last_text = spec.strip().partition(b"-")
-    if not dash:
-        return None
-    first_text, last_text = first_text.strip(), last_text.strip()
-    if first_text and not first_text.isdigit() or last_text and not last_text.isdigit():
-        return None
-    if not first_text:
-        if not last_text:
-            return None
-        suffix = int(last_text)  # "bytes=-N": the last N bytes
-        if suffix == 0 or size == 0:
-            return UNSATISFIABLE
-        return max(0, size - suffix), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last_text and last < first:
-        return None  # syntactically invalid: ignore it
-    if first >= size:
-        return UNSATISFIABLE
-    return first, min(last, size - 1)
-
-
-def if_range_allows(value: bytes | None, etag: bytes, mtime: float) -> bool:
-    """``If-Range``: apply Range only if the representation is the one the client has."""
-    if value is None:
-        return True
-    value = value.strip()
-    if value.startswith((b'"', b"W/")):
-        return not etag.startswith(b"W/") and value == etag
-    since = parse_http_date(value)
-    return since is not None and int(mtime) == since
+    if_modified_since = header(b"if-modified-since")
+    if (
+        if_match is None
+        and if_unmodified_since is None
+        and if_none_match is None
+        and if_modified_since is None
+    ):
+        return None  # most requests: no call into the rules at all
+    return evaluate_preconditions(
+        method,
+        etag,
+        last_modified,
+        if_match=if_match,
+        if_unmodified_since=if_unmodified_since,
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
+    )
 
 
 def expires_headers(expires: Expires, now: float) -> list[tuple[bytes, bytes]]:
@@ -624,42 +558,60 @@ class StaticFiles:
     ) -> None:
         request, response = exchange.request, exchange.response
         settings = self.settings
-        etag = etag_for(file.mtime, file.size)
-        validators = [(b"Last-Modified", http_date(file.mtime)), (b"ETag", etag)]
+        last_modified = math.floor(file.mtime)
+        etag = entity_tag_bytes(last_modified, file.size)
+        validators = [(b"Last-Modified", http_date(last_modified)), (b"ETag", etag)]
         if settings.gzip_static:
             validators.append((b"Vary", b"Accept-Encoding"))
         if settings.expires is not None:
             validators.extend(expires_headers(settings.expires, time.time()))
-        verdict = evaluate_conditions(request.method, request.header, etag, file.mtime)
+        verdict = evaluate_conditions(request.method, request.header, etag, last_modified)
         if verdict == 304:
             await response.send_head(304, validators)
             await response.end()
             return
         if verdict == 412:
             raise ClientError("precondition failed", status=412)
-        headers = [(b"Content-Type", content_type(uri))]
+        mime = content_type(uri)
+        headers = [(b"Content-Type", mime)]
         if gzipped:
             headers.append((b"Content-Encoding", b"gzip"))
         headers.extend(validators)
         headers.append((b"Accept-Ranges", b"bytes"))
         size = file.size
         status, first, count = 200, 0, size
+        multipart: MultipartByteranges | None = None
         range_header = request.header(b"range")
-        if range_header is not None and if_range_allows(
-            request.header(b"if-range"), etag, file.mtime
-        ):
-            wanted = parse_range(range_header, size)
-            if isinstance(wanted, Unsatisfiable):
-                await self._unsatisfiable(exchange, size, headers)
-                return
-            if wanted is not None:
-                first, last = wanted
-                status, count = 206, last - first + 1
-                headers.append((b"Content-Range", b"bytes %d-%d/%d" % (first, last, size)))
+        selected = None
+        if range_header is not None:
+            selected = select_ranges(
+                request.method,
+                range_header,
+                request.header(b"if-range"),
+                etag,
+                last_modified,
+                size,
+            )
+        if selected is UNSATISFIABLE:
+            await self._unsatisfiable(exchange, size, headers)
+            return
+        if isinstance(selected, tuple):
+            status = 206
+            if len(selected) == 1:
+                first, count = selected[0].first, selected[0].length
+                headers.append((b"Content-Range", selected[0].content_range(size).encode()))
+            else:
+                multipart = multipart_byteranges(
+                    selected, size, mime.decode("latin-1"), new_boundary()
+                )
+                headers[0] = (b"Content-Type", multipart.content_type.encode("ascii"))
+                count = multipart.content_length
         headers.append((b"Content-Length", str(count).encode()))
         await response.send_head(status, headers)
         if request.method == "GET" and count:
-            if file.data is not None:
+            if multipart is not None:
+                await _send_multipart(response, file, multipart)
+            elif file.data is not None:
                 await response.send(file.data[first : first + count])
             elif count <= SMALL_FILE:
                 # A cached descriptor: a small pread from the page cache costs less
@@ -679,12 +631,44 @@ class StaticFiles:
             [
                 (b"Content-Type", b"text/html"),
                 *kept,
-                (b"Content-Range", b"bytes */%d" % size),
+                (b"Content-Range", unsatisfied_range(size).encode("ascii")),
                 (b"Content-Length", str(len(body)).encode()),
             ],
         )
         await exchange.response.send(body)
         await exchange.response.end()
+
+
+async def _send_multipart(
+    response: ResponseSink, file: OpenedFile, body: MultipartByteranges
+) -> None:
+    """The parts of a multipart/byteranges body: heads with ``send``, large parts zero-copy.
+
+    A file held in memory goes out in one write.  From a descriptor, small parts
+    are read here and joined with the part heads around them, so a request for
+    many small ranges makes few writes; a large part goes through ``sendfile``.
+    """
+    if file.data is not None:
+        await response.send(body.render(file.data))
+        return
+    pending: list[bytes] = []
+    pending_size = 0
+    for head, byte_range in body.parts:
+        pending.append(head)
+        pending_size += len(head)
+        if byte_range.length <= SMALL_FILE:
+            pending.append(os.pread(file.fd, byte_range.length, byte_range.first))
+            pending_size += byte_range.length
+            if pending_size < SMALL_FILE:
+                continue
+            await response.send(b"".join(pending))
+        else:
+            await response.send(b"".join(pending))
+            await response.sendfile(file.fd, byte_range.first, byte_range.length)
+        pending.clear()
+        pending_size = 0
+    pending.append(body.trailer)
+    await response.send(b"".join(pending))
 
 
 def _release(found: Lookup) -> None:

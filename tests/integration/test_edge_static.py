@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import email.utils
 import hashlib
 import os
@@ -10,6 +12,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +130,58 @@ def test_ranges_206_and_416(files: tuple[str, int], www: Path) -> None:
     assert tail.status == 206 and tail.body == data[-100:]
     outside = request(files, target="/big.bin", headers={"Range": f"bytes={len(data)}-"})
     assert outside.status == 416 and outside.header("Content-Range") == f"bytes */{len(data)}"
+
+
+def test_several_ranges_are_multipart_from_every_file_path(
+    files: tuple[str, int], www: Path
+) -> None:
+    """Large file (sendfile parts), small file (from memory), cached descriptor (pread)."""
+    data = (www / "big.bin").read_bytes()
+    big = request(files, target="/big.bin", headers={"Range": "bytes=0-99999,-10"})
+    assert big.status == 206
+    assert multipart_parts(big) == [
+        (f"bytes 0-99999/{len(data)}", data[:100000]),
+        (f"bytes {len(data) - 10}-{len(data) - 1}/{len(data)}", data[-10:]),
+    ]
+    small = request(files, target="/style.css", headers={"Range": "bytes=0-3,5-9"})
+    assert multipart_parts(small) == [("bytes 0-3/20", b"body"), ("bytes 5-9/20", b"{ col")]
+    cached = request(files, target="/cached/style.css", headers={"Range": "bytes=0-3,5-9"})
+    assert multipart_parts(cached) == multipart_parts(small)
+    # gzip_static: the ranges are of the .gz file, and the whole response is gzip-coded.
+    zipped = request(
+        files, target="/style.css", headers={"Range": "bytes=0-1,4-5", "Accept-Encoding": "gzip"}
+    )
+    assert zipped.header("Content-Encoding") == "gzip"
+    assert [payload for _, payload in multipart_parts(zipped)] == [b"\x1f\x8b", b"re"]
+
+
+def multipart_parts(response: Any) -> list[tuple[str, bytes]]:
+    """The (Content-Range, payload) of each part, read with Python's email parser."""
+    content_type = response.header("Content-Type") or ""
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    assert int(response.header("Content-Length") or -1) == len(response.body)
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + response.body
+    )
+    return [(part["Content-Range"], part.get_payload(decode=True)) for part in message.iter_parts()]
+
+
+def test_preconditions_and_asctime_dates(files: tuple[str, int]) -> None:
+    first = request(files, target="/style.css")
+    etag, modified = first.header("ETag") or "", first.header("Last-Modified") or ""
+    stamp = email.utils.parsedate_to_datetime(modified).timestamp()
+    asctime = time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(stamp))
+    earlier = time.strftime("%a %b %e %H:%M:%S %Y", time.gmtime(stamp - 1))
+    assert request(files, target="/style.css", headers={"If-Match": etag}).status == 200
+    assert request(files, target="/style.css", headers={"If-Match": '"nope"'}).status == 412
+    assert (
+        request(files, target="/style.css", headers={"If-Unmodified-Since": earlier}).status == 412
+    )
+    assert (
+        request(files, target="/style.css", headers={"If-Unmodified-Since": asctime}).status == 200
+    )
+    # asctime is GMT (RFC 9110 §5.6.7): it used to be ignored, so this was a 200.
+    assert request(files, target="/style.css", headers={"If-Modified-Since": asctime}).status == 304
 
 
 def test_large_file_arrives_intact(files: tuple[str, int], www: Path) -> None:

@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import os
+import socket
+import threading
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from appserver.staticmap import StaticFile, StaticMap, StaticResponse, evaluate
+from appserver.staticmap import (
+    StaticFile,
+    StaticMap,
+    StaticResponse,
+    evaluate,
+    evaluate_request,
+    send_static_body,
+)
 
 MTIME = 1_700_000_000  # 2023-11-14T22:13:20Z
 BODY = bytes(range(256)) * 4  # 1024 bytes
@@ -48,8 +60,8 @@ def test_lookup_finds_a_file(smap: StaticMap, tree: Path) -> None:
     assert found.path == str((tree / "static" / "app.js").resolve())
     assert found.size == 1024
     assert found.mtime == MTIME
-    st = os.stat(found.path)
-    assert found.etag == f'"{st.st_mtime_ns:x}-{1024:x}"'
+    # nginx's ETag, the one edge gives the same file: whole seconds, not nanoseconds.
+    assert found.etag == f'"{MTIME:x}-{1024:x}"' == '"6553f100-400"'
     assert found.last_modified == "Tue, 14 Nov 2023 22:13:20 GMT"
     assert found.content_type == "text/javascript; charset=utf-8"
 
@@ -327,7 +339,7 @@ def test_unsatisfiable_range_gives_416(app_js: StaticFile, header: str) -> None:
 @pytest.mark.parametrize(
     "header",
     [
-        "bytes=0-99,200-299",  # several ranges: answered whole
+        "bytes=0-99,200-299",  # several ranges, to a caller that cannot send multipart
         "items=0-5",
         "bytes=5-3",
         "bytes=-",
@@ -368,3 +380,152 @@ def test_if_range(app_js: StaticFile) -> None:
 
 def test_conditional_beats_range(app_js: StaticFile) -> None:
     assert get(app_js, inm=app_js.etag, rng="bytes=0-9").status == "304 Not Modified"
+
+
+def test_mtime_is_floored_from_nanoseconds(tree: Path) -> None:
+    path = tree / "static" / "app.js"
+    # The float st_mtime of this instant rounds up into the next second.
+    os.utime(path, ns=(MTIME * 10**9 + 999_999_999, MTIME * 10**9 + 999_999_999))
+    found = StaticMap((("/static", str(tree / "static")),)).lookup("/static/app.js")
+    assert found is not None
+    assert found.mtime == MTIME
+    assert found.last_modified == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert found.etag == '"6553f100-400"'
+
+
+# --- evaluate_request: the worker's call, every header from the environ -----------------
+
+
+def answer(sf: StaticFile, method: str = "GET", **headers: str) -> StaticResponse:
+    environ = {"REQUEST_METHOD": method}
+    environ.update({"HTTP_" + name.upper(): value for name, value in headers.items()})
+    response = evaluate_request(sf, environ)
+    assert response is not None
+    return response
+
+
+def test_evaluate_request_falls_through_for_other_methods(app_js: StaticFile) -> None:
+    assert evaluate_request(app_js, {"REQUEST_METHOD": "POST"}) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"if_match": "ETAG"}, 200),
+        ({"if_match": "*"}, 200),
+        ({"if_match": '"other"'}, 412),
+        ({"if_match": "W/ETAG"}, 412),  # strong comparison
+        ({"if_unmodified_since": formatdate(MTIME, usegmt=True)}, 200),
+        ({"if_unmodified_since": formatdate(MTIME - 1, usegmt=True)}, 412),
+        ({"if_unmodified_since": "Tue Nov 14 22:13:19 2023"}, 412),  # asctime is GMT
+        ({"if_unmodified_since": "garbage"}, 200),
+        ({"if_match": "ETAG", "if_unmodified_since": formatdate(MTIME - 1, usegmt=True)}, 200),
+        ({"if_modified_since": "Tue Nov 14 22:13:20 2023"}, 304),
+        ({"if_none_match": '"x", *'}, 200),  # "*" only as the whole value
+        ({"if_none_match": "junkETAGjunk"}, 200),  # not an entity-tag list
+    ],
+)
+def test_all_four_preconditions(app_js: StaticFile, headers: dict[str, str], status: int) -> None:
+    filled = {name: value.replace("ETAG", app_js.etag) for name, value in headers.items()}
+    assert answer(app_js, **filled).status_code == status
+
+
+def test_precondition_failed_sends_validators_and_no_body(app_js: StaticFile) -> None:
+    response = answer(app_js, if_match='"other"')
+    assert response.status == "412 Precondition Failed"
+    assert dict(response.headers) == {
+        "ETag": app_js.etag,
+        "Last-Modified": app_js.last_modified,
+        "Content-Length": "0",
+    }
+    assert not response.send_body and response.content_length == 0
+
+
+def test_several_ranges_get_multipart_byteranges(app_js: StaticFile) -> None:
+    response = answer(app_js, range="bytes=0-9, 100-199,1000-")
+    assert response.status == "206 Partial Content"
+    headers = dict(response.headers)
+    assert response.multipart is not None and response.byte_range is None
+    assert headers["Content-Type"] == response.multipart.content_type
+    assert headers["Content-Type"].startswith("multipart/byteranges; boundary=")
+    assert "Content-Range" not in headers
+    assert headers["Content-Length"] == str(response.content_length)
+    body = response.multipart.render(BODY)
+    assert len(body) == response.content_length
+    parts = parse_multipart(headers["Content-Type"], body)
+    assert parts == [
+        ("text/javascript", "bytes 0-9/1024", BODY[0:10]),
+        ("text/javascript", "bytes 100-199/1024", BODY[100:200]),
+        ("text/javascript", "bytes 1000-1023/1024", BODY[1000:]),
+    ]
+
+
+def test_one_satisfiable_range_of_several_is_a_plain_206(app_js: StaticFile) -> None:
+    response = answer(app_js, range="bytes=5000-,0-9")
+    assert response.status_code == 206 and response.multipart is None
+    assert ("Content-Range", "bytes 0-9/1024") in response.headers
+    assert response.byte_range == (0, 10)
+
+
+@pytest.mark.parametrize("header", ["bytes=0-,0-", "bytes=5-3,0-9", "bytes=0-9,x"])
+def test_overlapping_or_invalid_ranges_get_the_whole_file(app_js: StaticFile, header: str) -> None:
+    response = answer(app_js, range=header)
+    assert response.status_code == 200 and response.byte_range == (0, 1024)
+
+
+def test_several_ranges_and_head_or_stale_if_range(app_js: StaticFile) -> None:
+    assert answer(app_js, "HEAD", range="bytes=0-1,5-6").status_code == 200
+    assert answer(app_js, range="bytes=0-1,5-6", if_range='"old"').status_code == 200
+    assert answer(app_js, range="bytes=0-1,5-6", if_range=app_js.etag).status_code == 206
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str, bytes]]:
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    return [
+        (part.get_content_type(), part["Content-Range"], part.get_payload(decode=True))
+        for part in message.iter_parts()
+    ]
+
+
+# --- send_static_body over a real socket ------------------------------------------------
+
+
+def send_and_receive(sf: StaticFile, response: StaticResponse) -> tuple[int, bytes]:
+    left, right = socket.socketpair()
+    received: list[bytes] = []
+
+    def drain() -> None:
+        while data := right.recv(65536):
+            received.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        with open(sf.path, "rb") as handle, left:
+            sent = send_static_body(left, handle, response, timeout=5.0)
+    finally:
+        reader.join(10)
+        right.close()
+    return sent, b"".join(received)
+
+
+def test_send_static_body_sends_every_part(app_js: StaticFile) -> None:
+    response = answer(app_js, range="bytes=1000-,0-9,500-509")
+    sent, body = send_and_receive(app_js, response)
+    assert sent == len(body) == response.content_length
+    assert response.multipart is not None and body == response.multipart.render(BODY)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({}, BODY), ({"range": "bytes=10-19"}, BODY[10:20]), ({"if_none_match": "*"}, b"")],
+)
+def test_send_static_body_single_part_and_no_body(
+    app_js: StaticFile, headers: dict[str, Any], expected: bytes
+) -> None:
+    response = answer(app_js, **headers)
+    sent, body = send_and_receive(app_js, response)
+    assert sent == len(body) == response.content_length == len(expected)
+    assert body == expected
