@@ -2,6 +2,9 @@
 
 In CI (``CI=true``), a skipped test is a failure: a Docker or nginx test that
 skips there proves nothing, and the build must say so loudly.
+
+Hypothesis runs without its per-example deadline: the machine is shared, and a
+slow example is not a wrong one (the properties are what the tests check).
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("wsgistack", deadline=None)
+settings.load_profile("wsgistack")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
