@@ -208,18 +208,25 @@ class Pipeline:
             and server.keepalive_timeout > 0
             and front.requests + 1 < server.keepalive_requests
         )
-        if head.method == "HEAD":
+        if head.method == "HEAD" or status < 200 or status == 204 or status == 304:
             body = b""
         line = self._status_lines.get(status)
         if line is None:
-            line = self._status_lines[status] = (
-                b"HTTP/1.1 %d %s\r\nServer: edge\r\nDate: "
-                % (status, reason_phrase(status).encode("latin-1"))
+            line = self._status_lines[status] = b"HTTP/1.1 %d %s\r\nServer: edge\r\nDate: " % (
+                status,
+                reason_phrase(status).encode("latin-1"),
             )
         now = time.time()
         front.write(
             b"".join(
-                (line, http_date(now), b"\r\n", fields, _KEEP_ALIVE_END if keep else _CLOSE_END, body)
+                (
+                    line,
+                    http_date(now),
+                    b"\r\n",
+                    fields,
+                    _KEEP_ALIVE_END if keep else _CLOSE_END,
+                    body,
+                )
             )
         )
         if state.access_log is not None:

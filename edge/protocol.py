@@ -228,7 +228,9 @@ class HttpConnection(asyncio.Protocol):
     def new_body(self, head: RequestHead, timeout: float) -> RequestBodyReader:
         return RequestBodyReader(self, head.content_length, head.chunked, timeout)
 
-    def new_response(self, request: Request, keep_alive: bool, send_timeout: float) -> ResponseWriter:
+    def new_response(
+        self, request: Request, keep_alive: bool, send_timeout: float
+    ) -> ResponseWriter:
         return ResponseWriter(self, request, keep_alive, send_timeout)
 
     def set_body_limit(self, limit: int | None) -> None:

@@ -86,7 +86,9 @@ class FileSender:
             host.write(lead)
         loop = host.loop
         while count > 0:
-            data = await loop.run_in_executor(None, os.pread, fd, min(count, FALLBACK_CHUNK), offset)
+            data = await loop.run_in_executor(
+                None, os.pread, fd, min(count, FALLBACK_CHUNK), offset
+            )
             if not data:
                 raise ResponseAborted("the file shrank while it was being sent")
             if host.closed:

@@ -13,7 +13,8 @@ from http import HTTPStatus
 
 from edge.config.schema import Location, ReturnHandler
 from edge.exchange import Exchange, ResponseAborted
-from edge.handlers import EXTRA_STATUS, expand_variables, special_response_body
+from edge.handlers import EXTRA_STATUS, FastAnswer, expand_variables, special_response_body
+from httpproto import RequestHead, encode_head_bytes
 
 _CLOSE_WITHOUT_RESPONSE = 444
 
@@ -32,21 +33,33 @@ class FixedResponse:
     def __init__(self, location: Location, settings: ReturnHandler) -> None:
         self.location = location
         self.settings = settings
+        self._constant = self._constant_answer()
 
-    async def handle(self, exchange: Exchange) -> None:
-        request, response = exchange.request, exchange.response
+    def _constant_answer(self) -> FastAnswer | None:
+        """The whole answer when it has no variables (and is not 444), built once."""
+        settings = self.settings
+        texts = (settings.location or "", settings.body or "")
+        if settings.status == _CLOSE_WITHOUT_RESPONSE or any("$" in text for text in texts):
+            return None
+        headers, body = self._headers_and_body(settings.location, settings.body)
+        encode_head_bytes(settings.status, headers)  # refuses CR/LF in a configured Location
+        fields = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        return settings.status, fields, body
+
+    def respond_now(self, head: RequestHead, path: str) -> FastAnswer | None:
+        return self._constant
+
+    def _headers_and_body(
+        self, location: str | None, body_text: str | None
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
         status = self.settings.status
-        if status == _CLOSE_WITHOUT_RESPONSE:
-            request.extra[EXTRA_STATUS] = str(status)
-            raise ResponseAborted("return 444: closing the connection without a response")
         headers: list[tuple[bytes, bytes]] = []
-        if self.settings.location is not None:
-            target = expand_variables(self.settings.location, request)
-            headers.append((b"Location", target.encode("latin-1", "replace")))
+        if location is not None:
+            headers.append((b"Location", location.encode("latin-1", "replace")))
             body = special_response_body(status, _reason(status))
             headers.append((b"Content-Type", b"text/html"))
-        elif self.settings.body is not None:
-            body = expand_variables(self.settings.body, request).encode("utf-8", "surrogateescape")
+        elif body_text is not None:
+            body = body_text.encode("utf-8", "surrogateescape")
             headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
         elif status >= 400:
             body = special_response_body(status, _reason(status))
@@ -54,6 +67,21 @@ class FixedResponse:
         else:
             body = b""
         headers.append((b"Content-Length", str(len(body)).encode()))
+        return headers, body
+
+    async def handle(self, exchange: Exchange) -> None:
+        request, response = exchange.request, exchange.response
+        status = self.settings.status
+        if status == _CLOSE_WITHOUT_RESPONSE:
+            request.extra[EXTRA_STATUS] = str(status)
+            raise ResponseAborted("return 444: closing the connection without a response")
+        settings = self.settings
+        location = settings.location
+        body_text = settings.body
+        headers, body = self._headers_and_body(
+            None if location is None else expand_variables(location, request),
+            None if body_text is None else expand_variables(body_text, request),
+        )
         await response.send_head(status, headers)
         if body and request.method != "HEAD":
             await response.send(body)

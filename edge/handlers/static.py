@@ -29,6 +29,7 @@ static-map; ``expires`` and the types are below.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import math
 import mimetypes
@@ -43,10 +44,11 @@ from urllib.parse import quote
 
 from edge.config.schema import Expires, Location, OpenFileCache, StaticHandler
 from edge.exchange import ClientError, EdgeError, Exchange, Request, ResponseSink
-from edge.handlers import InternalRedirect, expand_variables, special_response_body
+from edge.handlers import FastAnswer, InternalRedirect, expand_variables, special_response_body
 from httpproto import (
     UNSATISFIABLE,
     MultipartByteranges,
+    RequestHead,
     entity_tag_bytes,
     evaluate_preconditions,
     http_date,
@@ -200,18 +202,26 @@ FILE, DIRECTORY, MISSING, FORBIDDEN, ESCAPED = range(5)
 
 
 class OpenedFile:
-    """An open descriptor shared by the requests sending it; closed when the last lets go."""
+    """An open descriptor shared by the requests sending it; closed when the last lets go.
 
-    __slots__ = ("path", "fd", "size", "mtime", "data", "refs", "cached")
+    A small file read whole has ``data`` and no descriptor (``fd`` -1), unless its
+    pages were not in memory: then the descriptor stays open and ``data`` is None,
+    so that the read happens off the event loop (``StaticFiles._read``).
+    """
+
+    __slots__ = ("path", "fd", "size", "mtime", "data", "refs", "cached", "identity")
 
     def __init__(self, path: str, fd: int, size: int, mtime: float, data: bytes | None) -> None:
         self.path = path
         self.fd = fd
         self.size = size
-        self.mtime = mtime
+        self.mtime = mtime  # whole seconds (Last-Modified, ETag)
         self.data = data  # the whole content of a small file
         self.refs = 1
         self.cached = False
+        # (st_dev, st_ino, st_size, st_mtime_ns): what a later stat must find for the
+        # hot-file cache to keep serving it.
+        self.identity: tuple[int, int, int, int] = (0, 0, size, 0)
 
     def acquire(self) -> OpenedFile:
         self.refs += 1
@@ -239,6 +249,41 @@ class Lookup:
     reason: str = ""  # for the error log: "2: No such file or directory"
 
 
+def read_cached(fd: int, size: int, offset: int = 0) -> bytes | None:
+    """A small file's bytes if they are in the page cache, else None (the read would block).
+
+    ``preadv2(RWF_NOWAIT)`` answers from memory or fails with EAGAIN at once: a
+    cold file on a slow disk must not stall every connection of the worker, so
+    only a cold read goes to the thread pool.  Kernels or file systems without
+    RWF_NOWAIT get a plain read on the loop, as nginx reads without aio.
+    """
+    if size == 0:
+        return b""
+    if _RWF_NOWAIT:
+        buffer = bytearray(size)
+        try:
+            got = os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+        else:
+            if got == size:
+                return bytes(buffer)
+            return None  # part of it is not in memory (or the file shrank): read it off the loop
+    return os.pread(fd, size, offset)
+
+
+async def read_part(fd: int, offset: int, count: int) -> bytes:
+    """``count`` bytes at ``offset``: from the page cache on the loop, else in the thread pool."""
+    data = read_cached(fd, count, offset)
+    if data is None:
+        data = await asyncio.get_running_loop().run_in_executor(None, os.pread, fd, count, offset)
+    return data
+
+
+_RWF_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 _PROC_FD = "/proc/self/fd/"
 _HAVE_PROC_FD = os.path.isdir(_PROC_FD)
 
@@ -321,11 +366,14 @@ def lookup(
         data = None
         size = info.st_size
         if size <= SMALL_FILE and not keep_fd:
-            data = os.pread(fd, size, 0)
-            size = len(data)
-            os.close(fd)
-            fd = -1
-        return Lookup(FILE, path, OpenedFile(path, fd, size, info.st_mtime, data))
+            data = read_cached(fd, size)
+            if data is not None:
+                size = len(data)
+                os.close(fd)
+                fd = -1
+        opened = OpenedFile(path, fd, size, info.st_mtime_ns // 1_000_000_000, data)
+        opened.identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        return Lookup(FILE, path, opened)
     except OSError as exc:
         if fd >= 0:
             os.close(fd)
@@ -388,6 +436,113 @@ class FileCache:
             self._drop(path)
 
 
+# --- the hot-file cache: small files answered from memory ------------------------------
+
+HOT_FILE_MAX = SMALL_FILE  # larger files always go through the lookup and sendfile
+HOT_BYTES_MAX = 16 * 1024 * 1024  # per location: the bodies held, at most
+REVALIDATE_AFTER = 1.0  # seconds: a hot file is stat()ed at most this often
+
+
+class HotFile:
+    """A small file's body and 200 header lines, answered without touching the disk."""
+
+    __slots__ = (
+        "identity",
+        "mtime",
+        "fields",
+        "fields_second",
+        "body",
+        "looked_up",
+        "checked",
+        "used",
+    )
+
+    def __init__(
+        self, file: OpenedFile, fields: bytes, body: bytes, now: float, second: int
+    ) -> None:
+        self.identity = file.identity
+        self.mtime = file.mtime
+        self.fields = fields
+        self.fields_second = second  # the wall-clock second ``fields`` were built for (expires)
+        self.body = body
+        self.looked_up = now  # monotonic: the full lookup that found it
+        self.checked = now  # monotonic: the last stat that found it unchanged
+        self.used = now
+
+
+class HotFiles:
+    """The hot-file cache of one static location (on with ``open_file_cache``).
+
+    An entry is made by a full lookup (containment, real path, fstat) that served
+    the whole file; it is then answered from memory, with one ``stat`` at most
+    every ``REVALIDATE_AFTER`` seconds to notice a changed or replaced file (a
+    different device, inode, size or mtime drops the entry, and the next request
+    takes the full lookup again, which re-checks where the path leads).  So a
+    change shows within a second, where nginx's ``open_file_cache_valid`` waits
+    60.  Entries also go after ``valid`` (a fresh full lookup) and after
+    ``inactive`` unused, and the bodies held stay under ``HOT_BYTES_MAX``.
+    """
+
+    __slots__ = ("settings", "_entries", "_bytes")
+
+    def __init__(self, settings: OpenFileCache) -> None:
+        self.settings = settings
+        self._entries: OrderedDict[str, HotFile] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, path: str, now: float) -> HotFile | None:
+        hot = self._entries.get(path)
+        if hot is None:
+            return None
+        settings = self.settings
+        if now - hot.looked_up >= settings.valid or now - hot.used >= settings.inactive:
+            self.drop(path)
+            return None
+        if now - hot.checked >= REVALIDATE_AFTER:
+            try:
+                info = os.stat(path)
+            except OSError:
+                self.drop(path)
+                return None
+            if (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) != hot.identity:
+                self.drop(path)
+                return None
+            hot.checked = now
+        hot.used = now
+        return hot
+
+    def put(self, path: str, hot: HotFile) -> None:
+        self.drop(path)
+        self._entries[path] = hot
+        self._bytes += len(hot.body)
+        entries = self._entries
+        while entries and (len(entries) > self.settings.max or self._bytes > HOT_BYTES_MAX):
+            self.drop(next(iter(entries)))
+
+    def drop(self, path: str) -> None:
+        hot = self._entries.pop(path, None)
+        if hot is not None:
+            self._bytes -= len(hot.body)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+# Request fields that make a static answer depend on more than the path: the
+# conditional and range rules (and gzip_static's choice) are handle()'s.
+_NOT_PLAIN = frozenset(
+    (b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"range")
+)
+
+
+def _join_fields(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % pair for pair in headers)
+
+
 # --- the handler ---------------------------------------------------------------------
 
 
@@ -402,11 +557,65 @@ class StaticFiles:
         self.base = os.path.normpath(base) if base else "/"
         self.real_base = os.path.realpath(self.base)
         self.cache = FileCache(settings.open_file_cache) if settings.open_file_cache else None
+        self.hot = HotFiles(settings.open_file_cache) if settings.open_file_cache else None
         self.contained: Contained = {}
+        # respond_now answers only what handle() would answer with a plain 200.
+        self._plain = not settings.try_files and not settings.gzip_static
 
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
+        if self.hot is not None:
+            self.hot.clear()
+
+    # -- answered at once ------------------------------------------------------------
+
+    def respond_now(self, head: RequestHead, uri: str) -> FastAnswer | None:
+        """A plain GET or HEAD of a small file, from memory or the page cache (no waiting).
+
+        Declines (None) whatever ``handle`` would answer otherwise than with the
+        whole file: conditionals, ranges, other methods, directories, misses,
+        try_files and gzip_static, large files, a file whose pages are not in memory.
+        """
+        method = head.method
+        if (method != "GET" and method != "HEAD") or not self._plain or uri[-1:] == "/":
+            return None
+        for name, _value in head.headers:
+            if name in _NOT_PLAIN:
+                return None
+        path = self.file_path(uri)
+        hot_files = self.hot
+        if hot_files is not None:
+            now = time.monotonic()
+            hot = hot_files.get(path, now)
+            if hot is None:
+                return None  # the first request takes the full lookup and fills the entry
+            fields = hot.fields
+            if self.settings.expires is not None:
+                second = int(time.time())
+                if second != hot.fields_second:
+                    hot.fields = fields = _join_fields(
+                        self._ok_headers(hot.mtime, len(hot.body), uri, second)
+                    )
+                    hot.fields_second = second
+            return 200, fields, hot.body
+        found = lookup(
+            path,
+            self.base,
+            self.real_base,
+            self.settings.allow_symlinks_outside,
+            False,
+            self.contained,
+        )
+        file = found.file
+        if file is None or file.data is None:
+            _release(found)
+            return None
+        return (
+            200,
+            _join_fields(self._ok_headers(file.mtime, file.size, uri, time.time())),
+            file.data,
+        )
 
     # -- mapping ---------------------------------------------------------------------
 
@@ -418,6 +627,28 @@ class StaticFiles:
                 return settings.alias + uri[len(location.path) :]
             return settings.alias
         return (settings.root or "").rstrip("/") + uri
+
+    def _validators(self, last_modified: int, etag: bytes, now: float) -> list[tuple[bytes, bytes]]:
+        """Last-Modified, ETag, and what ``gzip_static`` and ``expires`` add (200 and 304 alike)."""
+        settings = self.settings
+        validators = [(b"Last-Modified", http_date(last_modified)), (b"ETag", etag)]
+        if settings.gzip_static:
+            validators.append((b"Vary", b"Accept-Encoding"))
+        if settings.expires is not None:
+            validators.extend(expires_headers(settings.expires, now))
+        return validators
+
+    def _ok_headers(
+        self, mtime: float, size: int, uri: str, now: float
+    ) -> list[tuple[bytes, bytes]]:
+        """The fields of a 200 with the whole (uncompressed) file, as ``_send_file`` sends them."""
+        last_modified = math.floor(mtime)
+        return [
+            (b"Content-Type", content_type(uri)),
+            *self._validators(last_modified, entity_tag_bytes(last_modified, size), now),
+            (b"Accept-Ranges", b"bytes"),
+            (b"Content-Length", b"%d" % size),
+        ]
 
     async def _lookup(self, path: str) -> Lookup:
         cache = self.cache
@@ -557,14 +788,9 @@ class StaticFiles:
         self, exchange: Exchange, file: OpenedFile, uri: str, gzipped: bool
     ) -> None:
         request, response = exchange.request, exchange.response
-        settings = self.settings
         last_modified = math.floor(file.mtime)
         etag = entity_tag_bytes(last_modified, file.size)
-        validators = [(b"Last-Modified", http_date(last_modified)), (b"ETag", etag)]
-        if settings.gzip_static:
-            validators.append((b"Vary", b"Accept-Encoding"))
-        if settings.expires is not None:
-            validators.extend(expires_headers(settings.expires, time.time()))
+        validators = self._validators(last_modified, etag, time.time())
         verdict = evaluate_conditions(request.method, request.header, etag, last_modified)
         if verdict == 304:
             await response.send_head(304, validators)
@@ -614,12 +840,22 @@ class StaticFiles:
             elif file.data is not None:
                 await response.send(file.data[first : first + count])
             elif count <= SMALL_FILE:
-                # A cached descriptor: a small pread from the page cache costs less
-                # than a trip through the executor.
-                await response.send(os.pread(file.fd, count, first))
+                data = await read_part(file.fd, first, count)
+                if status == 200 and not gzipped and self.hot is not None and self._plain:
+                    self._keep_hot(file, uri, data)
+                await response.send(data)
             else:
                 await response.sendfile(file.fd, first, count)
         await response.end()
+
+    def _keep_hot(self, file: OpenedFile, uri: str, data: bytes) -> None:
+        """Remember a whole small file served from the open-file cache, for respond_now."""
+        assert self.hot is not None
+        if len(data) != file.size or file.size > HOT_FILE_MAX:
+            return
+        second = int(time.time())
+        fields = _join_fields(self._ok_headers(file.mtime, file.size, uri, second))
+        self.hot.put(self.file_path(uri), HotFile(file, fields, data, time.monotonic(), second))
 
     async def _unsatisfiable(
         self, exchange: Exchange, size: int, headers: list[tuple[bytes, bytes]]
@@ -657,7 +893,7 @@ async def _send_multipart(
         pending.append(head)
         pending_size += len(head)
         if byte_range.length <= SMALL_FILE:
-            pending.append(os.pread(file.fd, byte_range.length, byte_range.first))
+            pending.append(await read_part(file.fd, byte_range.first, byte_range.length))
             pending_size += byte_range.length
             if pending_size < SMALL_FILE:
                 continue
