@@ -380,30 +380,81 @@ def lookup(
         return Lookup(FORBIDDEN, path, reason=f"{exc.errno}: {exc.strerror}")
 
 
-class FileCache:
-    """nginx ``open_file_cache``: bounded, ``inactive`` expiry, ``valid`` revalidation."""
+REVALIDATE_AFTER = 1.0  # seconds: a cached file is stat()ed at most this often
+HOT_FILE_MAX = SMALL_FILE  # larger files are never held in memory: sendfile sends them
+HOT_BYTES_MAX = 16 * 1024 * 1024  # per location: the bodies held in memory, at most
 
-    __slots__ = ("settings", "_entries", "_uses")
+
+class CacheEntry:
+    """One ``open_file_cache`` entry: a lookup, and for a small file its body and head."""
+
+    __slots__ = ("found", "looked_up", "used", "checked", "body", "fields", "fields_second")
+
+    def __init__(self, found: Lookup, now: float) -> None:
+        self.found = found
+        self.looked_up = now  # monotonic: the full lookup
+        self.used = now
+        self.checked = now  # monotonic: the last stat that found the file unchanged
+        self.body: bytes | None = None  # a small file's content, once it was served whole
+        self.fields = b""  # its 200 header lines (Content-Type .. Content-Length)
+        self.fields_second = -1  # the wall-clock second ``fields`` were built for (expires)
+
+
+class FileCache:
+    """nginx ``open_file_cache``: bounded, ``inactive`` expiry, ``valid`` revalidation.
+
+    One more rule than nginx: a cached file is ``stat``ed at most every
+    ``REVALIDATE_AFTER`` seconds, and a different device, inode, size or mtime
+    drops the entry, so the next request takes the full lookup again (which
+    re-checks where the path leads).  A change shows within a second, where
+    nginx waits for ``open_file_cache_valid`` (60 s by default).  That makes it
+    safe to keep small files in memory: an entry whose file was served whole
+    holds its body and 200 header lines, which ``StaticFiles.respond_now``
+    answers without touching the disk; the bodies held stay under
+    ``HOT_BYTES_MAX`` per location.
+    """
+
+    __slots__ = ("settings", "_entries", "_uses", "_held")
 
     def __init__(self, settings: OpenFileCache) -> None:
         self.settings = settings
-        # path -> (lookup, looked up at, last used)
-        self._entries: OrderedDict[str, tuple[Lookup, float, float]] = OrderedDict()
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
         self._uses: OrderedDict[str, int] = OrderedDict()  # toward min_uses
+        self._held = 0  # bytes of bodies held
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, path: str, now: float) -> Lookup | None:
+    def entry(self, path: str, now: float) -> CacheEntry | None:
+        """The live entry for ``path`` (expired or changed ones are dropped), or None."""
         entry = self._entries.get(path)
         if entry is None:
             return None
-        found, looked_up, last_used = entry
-        if now - looked_up >= self.settings.valid or now - last_used >= self.settings.inactive:
+        settings = self.settings
+        if now - entry.looked_up >= settings.valid or now - entry.used >= settings.inactive:
             self._drop(path)
             return None
-        self._entries[path] = (found, looked_up, now)
+        file = entry.found.file
+        if file is not None and now - entry.checked >= REVALIDATE_AFTER:
+            try:
+                info = os.stat(path)
+            except OSError:
+                self._drop(path)
+                return None
+            if (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) != file.identity:
+                self._drop(path)
+                return None
+            entry.checked = now
+        entry.used = now
         self._entries.move_to_end(path)
+        return entry
+
+    def get(self, path: str, now: float) -> Lookup | None:
+        """The cached lookup for ``path``; its file (if any) is acquired for the caller."""
+        entry = self.entry(path, now)
+        if entry is None:
+            return None
+        found = entry.found
         if found.file is not None:
             found.file.acquire()
         return found
@@ -421,115 +472,39 @@ class FileCache:
         self._drop(path)
         if found.file is not None:
             found.file.cached = True
-        self._entries[path] = (found, now, now)
+        self._entries[path] = CacheEntry(found, now)
         while len(self._entries) > self.settings.max:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
+            self._drop(next(iter(self._entries)))
+
+    def hold(self, path: str, file: OpenedFile, body: bytes, fields: bytes, second: int) -> None:
+        """Keep ``body`` (all of ``file``) in memory with its header lines, if room allows."""
+        entry = self._entries.get(path)
+        if (
+            entry is None
+            or entry.found.file is not file
+            or entry.body is not None
+            or len(body) != file.size
+            or file.size > HOT_FILE_MAX
+            or self._held + file.size > HOT_BYTES_MAX
+        ):
+            return
+        entry.body = body
+        entry.fields = fields
+        entry.fields_second = second
+        self._held += len(body)
 
     def _drop(self, path: str) -> None:
         entry = self._entries.pop(path, None)
-        if entry is not None and entry[0].file is not None:
-            entry[0].file.uncache()
+        if entry is None:
+            return
+        if entry.body is not None:
+            self._held -= len(entry.body)
+        if entry.found.file is not None:
+            entry.found.file.uncache()
 
     def close(self) -> None:
         for path in list(self._entries):
             self._drop(path)
-
-
-# --- the hot-file cache: small files answered from memory ------------------------------
-
-HOT_FILE_MAX = SMALL_FILE  # larger files always go through the lookup and sendfile
-HOT_BYTES_MAX = 16 * 1024 * 1024  # per location: the bodies held, at most
-REVALIDATE_AFTER = 1.0  # seconds: a hot file is stat()ed at most this often
-
-
-class HotFile:
-    """A small file's body and 200 header lines, answered without touching the disk."""
-
-    __slots__ = (
-        "identity",
-        "mtime",
-        "fields",
-        "fields_second",
-        "body",
-        "looked_up",
-        "checked",
-        "used",
-    )
-
-    def __init__(
-        self, file: OpenedFile, fields: bytes, body: bytes, now: float, second: int
-    ) -> None:
-        self.identity = file.identity
-        self.mtime = file.mtime
-        self.fields = fields
-        self.fields_second = second  # the wall-clock second ``fields`` were built for (expires)
-        self.body = body
-        self.looked_up = now  # monotonic: the full lookup that found it
-        self.checked = now  # monotonic: the last stat that found it unchanged
-        self.used = now
-
-
-class HotFiles:
-    """The hot-file cache of one static location (on with ``open_file_cache``).
-
-    An entry is made by a full lookup (containment, real path, fstat) that served
-    the whole file; it is then answered from memory, with one ``stat`` at most
-    every ``REVALIDATE_AFTER`` seconds to notice a changed or replaced file (a
-    different device, inode, size or mtime drops the entry, and the next request
-    takes the full lookup again, which re-checks where the path leads).  So a
-    change shows within a second, where nginx's ``open_file_cache_valid`` waits
-    60.  Entries also go after ``valid`` (a fresh full lookup) and after
-    ``inactive`` unused, and the bodies held stay under ``HOT_BYTES_MAX``.
-    """
-
-    __slots__ = ("settings", "_entries", "_bytes")
-
-    def __init__(self, settings: OpenFileCache) -> None:
-        self.settings = settings
-        self._entries: OrderedDict[str, HotFile] = OrderedDict()
-        self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, path: str, now: float) -> HotFile | None:
-        hot = self._entries.get(path)
-        if hot is None:
-            return None
-        settings = self.settings
-        if now - hot.looked_up >= settings.valid or now - hot.used >= settings.inactive:
-            self.drop(path)
-            return None
-        if now - hot.checked >= REVALIDATE_AFTER:
-            try:
-                info = os.stat(path)
-            except OSError:
-                self.drop(path)
-                return None
-            if (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) != hot.identity:
-                self.drop(path)
-                return None
-            hot.checked = now
-        hot.used = now
-        return hot
-
-    def put(self, path: str, hot: HotFile) -> None:
-        self.drop(path)
-        self._entries[path] = hot
-        self._bytes += len(hot.body)
-        entries = self._entries
-        while entries and (len(entries) > self.settings.max or self._bytes > HOT_BYTES_MAX):
-            self.drop(next(iter(entries)))
-
-    def drop(self, path: str) -> None:
-        hot = self._entries.pop(path, None)
-        if hot is not None:
-            self._bytes -= len(hot.body)
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
 
 
 # Request fields that make a static answer depend on more than the path: the
@@ -557,7 +532,6 @@ class StaticFiles:
         self.base = os.path.normpath(base) if base else "/"
         self.real_base = os.path.realpath(self.base)
         self.cache = FileCache(settings.open_file_cache) if settings.open_file_cache else None
-        self.hot = HotFiles(settings.open_file_cache) if settings.open_file_cache else None
         self.contained: Contained = {}
         # respond_now answers only what handle() would answer with a plain 200.
         self._plain = not settings.try_files and not settings.gzip_static
@@ -565,8 +539,6 @@ class StaticFiles:
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
-        if self.hot is not None:
-            self.hot.clear()
 
     # -- answered at once ------------------------------------------------------------
 
@@ -584,21 +556,22 @@ class StaticFiles:
             if name in _NOT_PLAIN:
                 return None
         path = self.file_path(uri)
-        hot_files = self.hot
-        if hot_files is not None:
-            now = time.monotonic()
-            hot = hot_files.get(path, now)
-            if hot is None:
-                return None  # the first request takes the full lookup and fills the entry
-            fields = hot.fields
+        cache = self.cache
+        if cache is not None:
+            entry = cache.entry(path, time.monotonic())
+            body = None if entry is None else entry.body
+            if body is None:
+                return None  # the full lookup comes first; a file served whole is then held
+            assert entry is not None and entry.found.file is not None
+            fields = entry.fields
             if self.settings.expires is not None:
                 second = int(time.time())
-                if second != hot.fields_second:
-                    hot.fields = fields = _join_fields(
-                        self._ok_headers(hot.mtime, len(hot.body), uri, second)
+                if second != entry.fields_second:
+                    entry.fields = fields = _join_fields(
+                        self._ok_headers(entry.found.file.mtime, len(body), uri, second)
                     )
-                    hot.fields_second = second
-            return 200, fields, hot.body
+                    entry.fields_second = second
+            return 200, fields, body
         found = lookup(
             path,
             self.base,
@@ -841,21 +814,19 @@ class StaticFiles:
                 await response.send(file.data[first : first + count])
             elif count <= SMALL_FILE:
                 data = await read_part(file.fd, first, count)
-                if status == 200 and not gzipped and self.hot is not None and self._plain:
-                    self._keep_hot(file, uri, data)
+                if status == 200 and not gzipped and self.cache is not None and self._plain:
+                    self._hold(file, uri, data)
                 await response.send(data)
             else:
                 await response.sendfile(file.fd, first, count)
         await response.end()
 
-    def _keep_hot(self, file: OpenedFile, uri: str, data: bytes) -> None:
-        """Remember a whole small file served from the open-file cache, for respond_now."""
-        assert self.hot is not None
-        if len(data) != file.size or file.size > HOT_FILE_MAX:
-            return
+    def _hold(self, file: OpenedFile, uri: str, data: bytes) -> None:
+        """Keep a whole small file served from the open-file cache in memory, for respond_now."""
+        assert self.cache is not None
         second = int(time.time())
         fields = _join_fields(self._ok_headers(file.mtime, file.size, uri, second))
-        self.hot.put(self.file_path(uri), HotFile(file, fields, data, time.monotonic(), second))
+        self.cache.hold(self.file_path(uri), file, data, fields, second)
 
     async def _unsatisfiable(
         self, exchange: Exchange, size: int, headers: list[tuple[bytes, bytes]]
