@@ -254,9 +254,14 @@ def test_read_cached_declines_a_file_whose_pages_are_not_in_memory(root: Path) -
     fd = os.open(target, os.O_RDONLY)
     try:
         assert read_cached(fd, size) == target.read_bytes()  # warm: from the page cache
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        assert read_cached(fd, size) is None  # cold: the read would wait for the disk
+        answers = []
+        for _ in range(10):  # the kernel may still be writing the pages back: ask again
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            answers.append(read_cached(fd, size))
+            if answers[-1] is None:
+                break
+        assert answers[-1] is None  # cold: the read would have waited for the disk
     finally:
         os.close(fd)
 

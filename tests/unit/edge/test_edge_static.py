@@ -202,19 +202,37 @@ def test_textual_escapes_never_leave_the_root(tree: Path) -> None:
 
 def test_file_cache_bounds_revalidates_and_closes_only_unused_files(tree: Path) -> None:
     cache = FileCache(OpenFileCache(max=2, inactive=10, valid=5, errors=False))
+    # Keys are the files' paths: a cached file is re-stat()ed at most once a second.
     first = _lookup(tree, "big.bin", keep_fd=True)
-    cache.put("big", first, now=0)
-    hit = cache.get("big", now=1)
+    cache.put(first.path, first, now=0)
+    hit = cache.get(first.path, now=1)
     assert hit is first and first.file.refs == 2
     first.file.release()
     first.file.release()  # both requests are done; the cache still holds the descriptor
     assert first.file.fd >= 0
-    cache.put("a", _lookup(tree, "index.html", keep_fd=True), now=1)
-    cache.put("b", _lookup(tree, "sub/page.txt", keep_fd=True), now=1)
+    a = _lookup(tree, "index.html", keep_fd=True)
+    cache.put(a.path, a, now=1)
+    b = _lookup(tree, "sub/page.txt", keep_fd=True)
+    cache.put(b.path, b, now=1)
     assert len(cache) == 2 and first.file.fd == -1  # evicted and closed
-    assert cache.get("a", now=7) is None  # older than valid: looked up again
-    cache.put("missing", _lookup(tree, "nope"), now=1)
-    assert cache.get("missing", now=1) is None  # errors: off
+    assert cache.get(a.path, now=7) is None  # older than valid: looked up again
+    missing = _lookup(tree, "nope")
+    cache.put(missing.path, missing, now=1)
+    assert cache.get(missing.path, now=1) is None  # errors: off
+
+
+def test_file_cache_drops_a_file_that_changed_at_its_next_stat(tree: Path) -> None:
+    cache = FileCache(OpenFileCache(max=10, inactive=60, valid=60, errors=False))
+    found = _lookup(tree, "index.html", keep_fd=True)
+    cache.put(found.path, found, now=0)
+    assert cache.get(found.path, now=0.5) is found  # within the second: no stat
+    found.file.release()
+    Path(found.path).write_bytes(b"changed, and longer than before\n")
+    assert cache.get(found.path, now=0.9) is found  # still within the second
+    found.file.release()
+    assert cache.get(found.path, now=1.5) is None  # the stat saw the new size
+    found.file.release()  # the lookup's own reference
+    assert found.file.fd == -1
 
 
 # --- the handler, with a recording response --------------------------------------------------
