@@ -857,7 +857,7 @@ L = "servers[0].locations[0]"
             f"{L}.limit_req.zone: no zone 'one' in limit_req_zones",
         ),
         (
-            {"path": "/", "return": 204, "limit_conn": {"zone": "c"}},
+            {"path": "/", "return": 204, "limit_conn": {"zone": "c", "max": 1}},
             f"{L}.limit_conn.zone: no zone 'c' in limit_conn_zones",
         ),
         (
@@ -868,6 +868,14 @@ L = "servers[0].locations[0]"
 )
 def test_location_errors(location: Any, expected: str) -> None:
     assert location_issue(location) == expected
+
+
+def test_a_rule_with_an_unknown_zone_and_a_missing_key_reports_both() -> None:
+    # The loader used to stop at the zone; the missing max is just as wrong.
+    assert location_issues({"path": "/", "return": 204, "limit_conn": {"zone": "c"}}) == [
+        f"{L}.limit_conn: missing required key 'max' (connections per client)",
+        f"{L}.limit_conn.zone: no zone 'c' in limit_conn_zones",
+    ]
 
 
 def limits_config(**location: Any) -> dict[str, Any]:
@@ -1140,10 +1148,10 @@ def test_pinned_server_list_errors() -> None:
             {"proxy": "app", "params": {"A": ["x"]}},
             f"{L}.params.A: expected a string value, got a list",
         ),
-        ({"proxy": ""}, f"{L}.proxy: expected an upstream name, got a string"),
+        ({"proxy": ""}, f"{L}.proxy: expected an upstream name, got ''"),
         (
             {"proxy": "app", "cache": {"valid": {}}},
-            f"{L}.cache.valid: expected a mapping of status: duration, got a mapping",
+            f"{L}.cache.valid: expected a mapping of status: duration, got an empty mapping",
         ),
         (
             {"return": {"status": 200, "body": 5}},
@@ -1151,7 +1159,7 @@ def test_pinned_server_list_errors() -> None:
         ),
         (
             {"return": 204, "limit_req": {"zone": 3}},
-            f"{L}.limit_req.zone: no zone 3 in limit_req_zones",
+            f"{L}.limit_req.zone: expected a zone name, got 3",
         ),
         (
             {"return": 204, "limit_conn": {"max": 1}},
