@@ -1,6 +1,6 @@
 """The typed, immutable configuration of one edge instance.
 
-Every class here is a frozen, slotted dataclass built only by
+Every config class here is a frozen, slotted dataclass built only by
 ``edge.config.load`` (from YAML or from the quick-mode flags), which is the one
 place that validates.  Nothing below checks anything: a value that reached a
 dataclass is already known to be good, so the I/O code can read fields without
@@ -11,13 +11,19 @@ Units are fixed so nobody has to guess: sizes are ``int`` bytes, durations are
 ``float`` seconds.  Defaults are nginx's (``ngx_http_core_module``,
 ``ngx_http_upstream_module``, ``ngx_http_uwsgi_module``) unless a comment says
 why we differ.
+
+A field's type is also what the YAML may hold: the loader structures the YAML
+by these annotations, so a new directive is a new typed field.  ``Annotated``
+markers (``Range``, ``Unit``, ``Text`` ... below) narrow a type to the values
+nginx accepts and say how they are written (``1m``, ``60s``, ``off``); they
+describe, the loader enforces.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -28,6 +34,106 @@ MIB = 1024 * 1024
 UPSTREAM_KEEPALIVE_TIMEOUT = 1.5
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --- value domains: what a field accepts, read by the loader -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """An integer from ``low`` to ``high`` (None: no upper bound)."""
+
+    low: int
+    high: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A number written with nginx's units: ``size`` (``1m``, ``8k``: bytes), ``duration``
+    (``60s``, ``500ms``, ``1h 30m``: seconds) or ``rate`` (``10r/s``: milli-requests per
+    second).  ``off`` is the value that ``off``/``false`` stands for, when they are allowed."""
+
+    kind: Literal["size", "duration", "rate"]
+    off: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A non-empty string, optionally matching ``pattern`` (whole); ``expected`` names it
+    in errors ("expected an upstream name"), ``message`` replaces the error outright."""
+
+    expected: str
+    pattern: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A string whose ``$variables`` must be ones the proxy implements
+    (``KNOWN_VARIABLES``); with ``numbers``, a YAML number is taken as its text."""
+
+    numbers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """A directory, resolved against the YAML file's own; ``keep_slash`` keeps a trailing
+    ``/`` as written (``alias`` maps a prefix to it textually)."""
+
+    keep_slash: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogTarget:
+    """``stdout``, ``stderr`` or a file path (resolved like a directory); with ``off``,
+    ``off``/``false`` turn the log off (None)."""
+
+    off: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NonEmpty:
+    """A list that must have an entry; ``message`` says why."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A tuple of named items written as a YAML mapping ``{name: item}``; the key becomes
+    the item's ``name`` field.  ``expected`` names the mapping in errors."""
+
+    expected: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A boolean that may only be false: ``true`` asks for something not implemented."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refers:
+    """A name that must be defined in the top-level ``section`` (``upstreams``, a zone)."""
+
+    section: Literal["upstreams", "limit_req_zones", "limit_conn_zones"]
+
+
+@dataclass(frozen=True, slots=True)
+class Syntax:
+    """A value with a grammar of its own (``try_files``, ``"4 8k"`` ...), parsed by the
+    loader's converter of this name."""
+
+    name: str
+
+
+Bytes: TypeAlias = Annotated[int, Unit("size")]
+Seconds: TypeAlias = Annotated[float, Unit("duration")]
+Count: TypeAlias = Annotated[int, Range(0)]  # 0 usually means "unlimited" or "none"
+Positive: TypeAlias = Annotated[int, Range(1)]
+Status: TypeAlias = Annotated[int, Range(100, 599)]  # 444 is nginx's "close, no response"
+ErrorStatus: TypeAlias = Annotated[int, Range(400, 599)]
 
 Balance: TypeAlias = Literal["round_robin", "least_conn", "ip_hash"]
 Protocol: TypeAlias = Literal["uwsgi", "http"]
@@ -43,6 +149,21 @@ LogFormat: TypeAlias = Literal["combined", "json"]
 #   named           "@name"          only reachable from try_files
 MatchKind: TypeAlias = Literal[
     "exact", "prefix", "prefix_no_regex", "regex", "regex_icase", "named"
+]
+
+# nginx's proxy/uwsgi_next_upstream conditions; `off` (no retries) is stored as ().
+NextUpstreamCondition: TypeAlias = Literal[
+    "error",
+    "timeout",
+    "invalid_header",
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "http_403",
+    "http_404",
+    "http_429",
+    "non_idempotent",
 ]
 
 # Variables a ``params`` value, ``host_header`` or ``try_files`` entry may use,
@@ -127,10 +248,10 @@ class Expires:
 class OpenFileCache:
     """nginx ``open_file_cache`` (off unless configured); ``errors`` caches ENOENT too."""
 
-    max: int = 1000
-    inactive: float = 60.0
-    valid: float = 60.0
-    min_uses: int = 1
+    max: Positive = 1000
+    inactive: Seconds = 60.0
+    valid: Seconds = 60.0
+    min_uses: Positive = 1
     errors: bool = False
 
 
@@ -143,11 +264,14 @@ class StaticHandler:
     ``/index.html``, ``=404``, ``@name``); its last entry is the fallback.
     """
 
-    root: str | None = None
-    alias: str | None = None
-    index: tuple[str, ...] = ("index.html",)
-    try_files: tuple[str, ...] = ()
-    autoindex: bool = False
+    root: Annotated[str | None, Directory()] = None
+    alias: Annotated[str | None, Directory(keep_slash=True)] = None
+    index: Annotated[tuple[str, ...], Syntax("index")] = ("index.html",)
+    try_files: Annotated[tuple[str, ...], Syntax("try_files")] = ()
+    # Directory listings are not built; accepting "on" and answering 403 would lie.
+    autoindex: Annotated[
+        bool, Refused("directory listings are not implemented: use index or try_files")
+    ] = False
     gzip_static: bool = False
     expires: Expires | None = None
     open_file_cache: OpenFileCache | None = None
@@ -164,8 +288,13 @@ class StaticHandler:
 class ProxyParam:
     """One ``uwsgi_param``-style variable; ``value`` may contain ``$variables``."""
 
-    name: str
-    value: str
+    name: Annotated[
+        str,
+        Text(
+            "a param name", r"[A-Za-z0-9_.\-]+", "a param name is letters, digits, '_', '-' or '.'"
+        ),
+    ]
+    value: Annotated[str, Template(numbers=True)] = ""
     if_not_empty: bool = False
 
 
@@ -173,33 +302,38 @@ class ProxyParam:
 class CacheSettings:
     """Per-location microcache: GET/HEAD only, keyed on method+host+URI, bounded in memory."""
 
-    valid: tuple[tuple[int, float], ...] = ((200, 1.0), (301, 1.0), (404, 1.0))
-    max_size: int = 10 * MIB  # total bytes held by this location's cache
-    max_entry_size: int = 1 * MIB  # larger responses are streamed, never stored
+    valid: Annotated[tuple[tuple[int, float], ...], Syntax("cache_valid")] = (
+        (200, 1.0),
+        (301, 1.0),
+        (404, 1.0),
+    )
+    max_size: Bytes = 10 * MIB  # total bytes held by this location's cache
+    max_entry_size: Bytes = 1 * MIB  # larger responses are streamed, never stored
 
 
 @dataclass(frozen=True, slots=True)
 class ProxyHandler:
     """Pass the request to a named upstream over uwsgi or HTTP/1.1."""
 
-    upstream: str
+    upstream: Annotated[str, Text("an upstream name"), Refers("upstreams")]
     protocol: Protocol = "uwsgi"
-    params: tuple[ProxyParam, ...] = ()
-    connect_timeout: float = 60.0
-    send_timeout: float = 60.0
-    read_timeout: float = 60.0
+    params: Annotated[tuple[ProxyParam, ...], Keyed("NAME: value")] = ()
+    connect_timeout: Seconds = 60.0
+    send_timeout: Seconds = 60.0
+    read_timeout: Seconds = 60.0
     ignore_client_abort: bool = False
-    # nginx's proxy/uwsgi_next_upstream values: error timeout invalid_header
-    # http_500 http_502 http_503 http_504 http_403 http_404 http_429
-    # non_idempotent, or "off" (stored as an empty tuple).
-    next_upstream: tuple[str, ...] = ("error", "timeout")
-    next_upstream_tries: int = 0  # 0 = as many as there are peers
-    next_upstream_timeout: float = 0.0  # 0 = unlimited
+    # Written as a list or "error timeout", or "off" (stored as an empty tuple).
+    next_upstream: Annotated[tuple[NextUpstreamCondition, ...], Syntax("next_upstream")] = (
+        "error",
+        "timeout",
+    )
+    next_upstream_tries: Count = 0  # 0 = as many as there are peers
+    next_upstream_timeout: Seconds = 0.0  # 0 = unlimited
     # nginx defaults to $proxy_host, which breaks Django's ALLOWED_HOSTS for
     # every user who forgets proxy_set_header; passing the client's Host is
     # what nearly every real config does, so it is our default.
-    host_header: str = "$host"
-    modifier1: int = 0  # uwsgi_modifier1
+    host_header: Annotated[str, Template()] = "$host"
+    modifier1: Annotated[int, Range(0, 255)] = 0  # uwsgi_modifier1
     cache: CacheSettings | None = None
 
 
@@ -207,7 +341,7 @@ class ProxyHandler:
 class ReturnHandler:
     """nginx ``return``: a fixed status with an optional body, or a redirect."""
 
-    status: int
+    status: Status
     body: str | None = None
     location: str | None = None  # set for 301/302/303/307/308
 
@@ -230,20 +364,20 @@ class AccessRule:
 class LimitReqRule:
     """nginx ``limit_req zone=Z burst=N [nodelay | delay=D]`` plus ``limit_req_status``."""
 
-    zone: str
-    burst: int = 0
+    zone: Annotated[str, Text("a zone name"), Refers("limit_req_zones")]
+    burst: Count = 0
     nodelay: bool = False
-    delay: int = 0  # requests of the burst served without delay (nginx delay=)
-    status: int = 503
+    delay: Count = 0  # requests of the burst served without delay (nginx delay=)
+    status: ErrorStatus = 503
 
 
 @dataclass(frozen=True, slots=True)
 class LimitConnRule:
     """nginx ``limit_conn Z max`` plus ``limit_conn_status``."""
 
-    zone: str
-    max: int
-    status: int = 503
+    zone: Annotated[str, Text("a zone name"), Refers("limit_conn_zones")]
+    max: Positive
+    status: ErrorStatus = 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +385,8 @@ class LimitReqZone:
     """Shared leaky-bucket state keyed by client IP (nginx ``limit_req_zone``)."""
 
     name: str
-    rate_milli: int  # milli-requests per second, as nginx stores it: 10r/s -> 10000
-    max_keys: int = 100_000  # bounded memory: least recently seen keys go first
+    rate_milli: Annotated[int, Unit("rate")]  # milli-requests per second, as nginx stores
+    max_keys: Positive = 100_000  # bounded memory: least recently seen keys go first
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +394,7 @@ class LimitConnZone:
     """Concurrent-connection counters keyed by client IP (nginx ``limit_conn_zone``)."""
 
     name: str
-    max_keys: int = 100_000
+    max_keys: Positive = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +402,9 @@ class RealIp:
     """nginx ``set_real_ip_from`` / ``real_ip_header`` / ``real_ip_recursive``."""
 
     trusted: tuple[IPNetwork, ...] = ()
-    header: str = "X-Real-IP"
+    header: Annotated[str, Text("an HTTP header name", r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")] = (
+        "X-Real-IP"
+    )
     recursive: bool = False
 
 
@@ -285,7 +421,7 @@ class Location:
     access: tuple[AccessRule, ...] = ()
     limit_req: tuple[LimitReqRule, ...] = ()
     limit_conn: tuple[LimitConnRule, ...] = ()
-    client_max_body_size: int | None = None  # None = the server's value
+    client_max_body_size: Bytes | None = None  # None = the server's value
 
     def __str__(self) -> str:
         modifier = {"exact": "= ", "prefix_no_regex": "^~ ", "regex": "~ ", "regex_icase": "~* "}
@@ -298,26 +434,27 @@ class HeaderBuffers:
     header longer than ``size`` fails (414 / 400), as does a header block over
     ``number * size`` in total (431 here, 400 in nginx)."""
 
-    number: int = 4
-    size: int = 8 * KIB
+    number: Positive = 4
+    size: Bytes = 8 * KIB
 
 
 @dataclass(frozen=True, slots=True)
 class Server:
     """One ``server`` block."""
 
-    listen: tuple[Listen, ...] = (Listen(),)
-    server_name: tuple[str, ...] = ()
+    listen: Annotated[tuple[Listen, ...], NonEmpty("needs at least one address")] = (Listen(),)
+    # Lower-cased without a trailing dot; "~regex" names are kept as written.
+    server_name: tuple[Annotated[str, Syntax("server_name")], ...] = ()
     default_server: bool = False
     locations: tuple[Location, ...] = ()
-    client_max_body_size: int = 1 * MIB  # 0 = unlimited
-    client_header_buffer_size: int = 1 * KIB
+    client_max_body_size: Bytes = 1 * MIB  # 0 = unlimited
+    client_header_buffer_size: Bytes = 1 * KIB
     large_client_header_buffers: HeaderBuffers = HeaderBuffers()
-    client_header_timeout: float = 60.0
-    client_body_timeout: float = 60.0
-    send_timeout: float = 60.0
-    keepalive_timeout: float = 75.0  # 0 = no keep-alive
-    keepalive_requests: int = 1000
+    client_header_timeout: Seconds = 60.0
+    client_body_timeout: Seconds = 60.0
+    send_timeout: Seconds = 60.0
+    keepalive_timeout: Seconds = 75.0  # 0 = no keep-alive
+    keepalive_requests: Count = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,12 +462,12 @@ class UpstreamServer:
     """One ``server`` line of an upstream block.  A host name may resolve to several peers."""
 
     endpoint: Endpoint
-    weight: int = 1
-    max_fails: int = 1  # 0 disables failure accounting
-    fail_timeout: float = 10.0
+    weight: Positive = 1
+    max_fails: Count = 1  # 0 disables failure accounting
+    fail_timeout: Seconds = 10.0
     backup: bool = False
     down: bool = False
-    max_conns: int = 0  # 0 = unlimited
+    max_conns: Count = 0  # 0 = unlimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,35 +475,37 @@ class Upstream:
     """A named group of servers and how requests are spread over them."""
 
     name: str
-    servers: tuple[UpstreamServer, ...]
+    servers: Annotated[
+        tuple[UpstreamServer, ...], NonEmpty("an upstream needs at least one server")
+    ]
     balance: Balance = "round_robin"
     # Host names are re-resolved this often (seconds) so `docker compose up
-    # --scale` is picked up live; 0 = resolve once at start.
-    resolve: float = 5.0
-    keepalive: int = 32  # idle pooled connections kept per worker (HTTP upstreams)
-    keepalive_timeout: float = UPSTREAM_KEEPALIVE_TIMEOUT
+    # --scale` is picked up live; 0 (or off) = resolve once at start.
+    resolve: Annotated[float, Unit("duration", off=0.0)] = 5.0
+    keepalive: Count = 32  # idle pooled connections kept per worker (HTTP upstreams)
+    keepalive_timeout: Seconds = UPSTREAM_KEEPALIVE_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
 class AccessLogSettings:
-    path: str | None = "stdout"  # None = off; "stdout", "stderr" or a file path
+    path: Annotated[str | None, LogTarget(off=True)] = "stdout"  # None = off
     format: LogFormat = "combined"
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorLogSettings:
-    path: str = "stderr"
+    path: Annotated[str, LogTarget()] = "stderr"
     level: LogLevel = "error"
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
-    servers: tuple[Server, ...]
-    upstreams: tuple[Upstream, ...] = ()
-    limit_req_zones: tuple[LimitReqZone, ...] = ()
-    limit_conn_zones: tuple[LimitConnZone, ...] = ()
-    worker_processes: int | Literal["auto"] = 1
-    worker_connections: int = 512
+    servers: Annotated[tuple[Server, ...], NonEmpty("at least one server is required")]
+    upstreams: Annotated[tuple[Upstream, ...], Keyed("names")] = ()
+    limit_req_zones: Annotated[tuple[LimitReqZone, ...], Keyed("names")] = ()
+    limit_conn_zones: Annotated[tuple[LimitConnZone, ...], Keyed("names")] = ()
+    worker_processes: Annotated[int | Literal["auto"], Syntax("worker_processes")] = 1
+    worker_connections: Positive = 512
     access_log: AccessLogSettings = AccessLogSettings()
     error_log: ErrorLogSettings = ErrorLogSettings()
     real_ip: RealIp = RealIp()

@@ -45,44 +45,26 @@ _UNIX_PSEUDO_ADDR = b"\x00\x00\x00"
 
 @dataclass(frozen=True, slots=True)
 class PeerSpec:
-    """One resolved address and the settings of the server line it came from."""
+    """A peer to be: the server line it comes from (weight, max_fails ... as configured)
+    and one address that line resolved to."""
 
+    server: UpstreamServer
     endpoint: Endpoint
-    weight: int = 1
-    max_fails: int = 1
-    fail_timeout: float = 10.0
-    backup: bool = False
-    down: bool = False
-    max_conns: int = 0
-    server: str = ""  # the configured address ("appserver:3031"), for log lines
 
     @classmethod
     def from_server(cls, server: UpstreamServer, endpoint: Endpoint | None = None) -> PeerSpec:
-        """The spec for ``server`` at ``endpoint`` (one of its resolved addresses)."""
-        return cls(
-            endpoint=endpoint or server.endpoint,
-            weight=server.weight,
-            max_fails=server.max_fails,
-            fail_timeout=server.fail_timeout,
-            backup=server.backup,
-            down=server.down,
-            max_conns=server.max_conns,
-            server=str(server.endpoint),
-        )
+        """The spec for ``server`` at ``endpoint`` (one of its resolved addresses; by
+        default the configured one)."""
+        return cls(server, endpoint or server.endpoint)
 
 
 @dataclass(eq=False, slots=True)
 class Peer:
-    """One upstream address with its balancing and health state.  Compared by identity."""
+    """One upstream address with its balancing and health state.  Compared by identity.
+    Its settings are its server line's (``config``), read through, never copied."""
 
     endpoint: Endpoint
-    weight: int
-    max_fails: int
-    fail_timeout: float
-    backup: bool
-    down: bool
-    max_conns: int
-    server: str
+    config: UpstreamServer
     current_weight: int = 0
     effective_weight: int = 0
     conns: int = 0
@@ -92,41 +74,57 @@ class Peer:
 
     @classmethod
     def from_spec(cls, spec: PeerSpec) -> Peer:
-        return cls(
-            endpoint=spec.endpoint,
-            weight=spec.weight,
-            max_fails=spec.max_fails,
-            fail_timeout=spec.fail_timeout,
-            backup=spec.backup,
-            down=spec.down,
-            max_conns=spec.max_conns,
-            server=spec.server,
-            effective_weight=spec.weight,
-        )
+        return cls(spec.endpoint, spec.server, effective_weight=spec.server.weight)
 
     def update(self, spec: PeerSpec) -> None:
         """Take new settings from a re-resolved or reloaded spec, keeping health state."""
-        self.max_fails = spec.max_fails
-        self.fail_timeout = spec.fail_timeout
-        self.down = spec.down
-        self.max_conns = spec.max_conns
-        self.server = spec.server
-        if spec.weight != self.weight:
-            self.weight = spec.weight
-            self.effective_weight = min(self.effective_weight, spec.weight)
+        if spec.server.weight != self.config.weight:
+            self.effective_weight = min(self.effective_weight, spec.server.weight)
+        self.config = spec.server
+
+    @property
+    def weight(self) -> int:
+        return self.config.weight
+
+    @property
+    def max_fails(self) -> int:
+        return self.config.max_fails
+
+    @property
+    def fail_timeout(self) -> float:
+        return self.config.fail_timeout
+
+    @property
+    def backup(self) -> bool:
+        return self.config.backup
+
+    @property
+    def down(self) -> bool:
+        return self.config.down
+
+    @property
+    def max_conns(self) -> int:
+        return self.config.max_conns
+
+    @property
+    def server(self) -> str:
+        """The configured address ("appserver:3031"), for log lines."""
+        return str(self.config.endpoint)
 
     def failed_out(self, now: float) -> bool:
         """Taken out by passive health: ``max_fails`` reached and ``fail_timeout`` not over."""
+        config = self.config
         return (
-            self.max_fails > 0
-            and self.fails >= self.max_fails
-            and now - self.checked <= self.fail_timeout
+            config.max_fails > 0
+            and self.fails >= config.max_fails
+            and now - self.checked <= config.fail_timeout
         )
 
     def usable(self, now: float) -> bool:
-        if self.down or self.failed_out(now):
+        config = self.config
+        if config.down or self.failed_out(now):
             return False
-        return not (self.max_conns and self.conns >= self.max_conns)
+        return not (config.max_conns and self.conns >= config.max_conns)
 
     def __repr__(self) -> str:
         return (
@@ -187,12 +185,12 @@ class Balancer:
     def replace(self, specs: Iterable[PeerSpec]) -> None:
         """Swap in a new peer set (DNS re-resolution, reload), keeping the state of peers
         whose address stays, so a scale-up does not forget which replica was failing."""
-        existing = {(peer.endpoint, peer.backup): peer for peer in self.peers}
+        existing = {(peer.endpoint, peer.config.backup): peer for peer in self.peers}
         primaries: list[Peer] = []
         backups: list[Peer] = []
         seen: set[tuple[Endpoint, bool]] = set()
         for spec in specs:
-            key = (spec.endpoint, spec.backup)
+            key = (spec.endpoint, spec.server.backup)
             if key in seen:
                 continue  # two server lines resolving to one address: one peer, as nginx
             seen.add(key)
@@ -201,12 +199,12 @@ class Balancer:
                 peer = Peer.from_spec(spec)
             else:
                 peer.update(spec)
-            (backups if spec.backup else primaries).append(peer)
+            (backups if spec.server.backup else primaries).append(peer)
         self._primaries = tuple(primaries)
         self._backups = tuple(backups)
         # ip_hash maps a hash onto configured weights of all primaries, down or not,
         # so marking one down does not reshuffle every client (ngx_http_upstream_init_round_robin).
-        self._total_weight = sum(peer.weight for peer in primaries)
+        self._total_weight = sum(peer.config.weight for peer in primaries)
 
     # -- choosing -------------------------------------------------------------
 
@@ -219,7 +217,11 @@ class Balancer:
             return None
         if self.single:
             only = self._primaries[0]
-            if only in tried or only.down or (only.max_conns and only.conns >= only.max_conns):
+            if (
+                only in tried
+                or only.config.down
+                or (only.config.max_conns and only.conns >= only.config.max_conns)
+            ):
                 return None
             return only
         if self.balance == "ip_hash" and len(self._primaries) >= 2:
@@ -239,7 +241,7 @@ class Balancer:
         peer = chooser(self._primaries, now, tried)
         if peer is None and self._backups:
             peer = chooser(self._backups, now, tried)
-        if peer is not None and now - peer.checked > peer.fail_timeout:
+        if peer is not None and now - peer.checked > peer.config.fail_timeout:
             peer.checked = now
         return peer
 
@@ -253,11 +255,11 @@ class Balancer:
                 hash_value = (hash_value * 113 + octet) % 6271
             weight = hash_value % self._total_weight
             for peer in self._primaries:
-                if weight < peer.weight:
+                if weight < peer.config.weight:
                     break
-                weight -= peer.weight
+                weight -= peer.config.weight
             if peer not in tried and peer.usable(now):
-                if now - peer.checked > peer.fail_timeout:
+                if now - peer.checked > peer.config.fail_timeout:
                     peer.checked = now
                 return peer
         return None
@@ -281,11 +283,11 @@ class Balancer:
         peer.fails += 1
         peer.accessed = now
         peer.checked = now
-        if peer.max_fails:
-            peer.effective_weight -= peer.weight // peer.max_fails
+        if peer.config.max_fails:
+            peer.effective_weight -= peer.config.weight // peer.config.max_fails
         if peer.effective_weight < 0:
             peer.effective_weight = 0
-        return bool(peer.max_fails) and peer.fails >= peer.max_fails
+        return bool(peer.config.max_fails) and peer.fails >= peer.config.max_fails
 
     def report_success(self, peer: Peer) -> None:
         """``peer`` answered; if that was the probe after ``fail_timeout``, it is healthy again."""
@@ -302,7 +304,7 @@ def _pick_round_robin(peers: Sequence[Peer], now: float, tried: Collection[Peer]
             continue
         peer.current_weight += peer.effective_weight
         total += peer.effective_weight
-        if peer.effective_weight < peer.weight:
+        if peer.effective_weight < peer.config.weight:
             peer.effective_weight += 1
         if best is None or peer.current_weight > best.current_weight:
             best = peer
@@ -320,9 +322,9 @@ def _pick_least_conn(peers: Sequence[Peer], now: float, tried: Collection[Peer])
     for index, peer in enumerate(peers):
         if peer in tried or not peer.usable(now):
             continue
-        if best is None or peer.conns * best.weight < best.conns * peer.weight:
+        if best is None or peer.conns * best.config.weight < best.conns * peer.config.weight:
             best, best_index, many = peer, index, False
-        elif peer.conns * best.weight == best.conns * peer.weight:
+        elif peer.conns * best.config.weight == best.conns * peer.config.weight:
             many = True
     if best is None:
         return None
@@ -331,11 +333,11 @@ def _pick_least_conn(peers: Sequence[Peer], now: float, tried: Collection[Peer])
         for peer in peers[best_index:]:
             if peer in tried or not peer.usable(now):
                 continue
-            if peer.conns * best.weight != best.conns * peer.weight:
+            if peer.conns * best.config.weight != best.conns * peer.config.weight:
                 continue
             peer.current_weight += peer.effective_weight
             total += peer.effective_weight
-            if peer.effective_weight < peer.weight:
+            if peer.effective_weight < peer.config.weight:
                 peer.effective_weight += 1
             if peer.current_weight > best.current_weight:
                 best = peer

@@ -83,10 +83,10 @@ def build_specs(
         endpoint = server.endpoint
         addresses = resolved.get((endpoint.host, endpoint.port)) if needs_dns(endpoint) else None
         if not addresses:
-            specs.append(PeerSpec.from_server(server))
+            specs.append(PeerSpec(server, endpoint))
             continue
         for address in addresses:
-            specs.append(PeerSpec.from_server(server, Endpoint(host=address, port=endpoint.port)))
+            specs.append(PeerSpec(server, Endpoint(host=address, port=endpoint.port)))
     return specs
 
 

@@ -8,12 +8,12 @@ from collections import Counter
 import pytest
 
 from edge.config.load import build_config
-from edge.config.schema import Endpoint
+from edge.config.schema import Endpoint, UpstreamServer
 from edge.upstream.balancer import Balancer, Peer, PeerSpec, ip_hash_key
 
 
 def spec(name: str, **kwargs: object) -> PeerSpec:
-    return PeerSpec(endpoint=Endpoint(name, 3031), **kwargs)  # type: ignore[arg-type]
+    return PeerSpec.from_server(UpstreamServer(Endpoint(name, 3031), **kwargs))  # type: ignore[arg-type]
 
 
 def names(peers: list[Peer | None]) -> str:

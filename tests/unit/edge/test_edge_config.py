@@ -857,7 +857,7 @@ L = "servers[0].locations[0]"
             f"{L}.limit_req.zone: no zone 'one' in limit_req_zones",
         ),
         (
-            {"path": "/", "return": 204, "limit_conn": {"zone": "c"}},
+            {"path": "/", "return": 204, "limit_conn": {"zone": "c", "max": 1}},
             f"{L}.limit_conn.zone: no zone 'c' in limit_conn_zones",
         ),
         (
@@ -868,6 +868,14 @@ L = "servers[0].locations[0]"
 )
 def test_location_errors(location: Any, expected: str) -> None:
     assert location_issue(location) == expected
+
+
+def test_a_rule_with_an_unknown_zone_and_a_missing_key_reports_both() -> None:
+    # The loader used to stop at the zone; the missing max is just as wrong.
+    assert location_issues({"path": "/", "return": 204, "limit_conn": {"zone": "c"}}) == [
+        f"{L}.limit_conn: missing required key 'max' (connections per client)",
+        f"{L}.limit_conn.zone: no zone 'c' in limit_conn_zones",
+    ]
 
 
 def limits_config(**location: Any) -> dict[str, Any]:
@@ -1047,3 +1055,204 @@ def test_quick_errors(kwargs: dict[str, Any], expected: list[str]) -> None:
     with pytest.raises(ConfigErrors) as info:
         quick_config(**kwargs)
     assert [str(issue) for issue in info.value.issues] == expected
+
+
+# --- pinned before the declarative loader: every message and shorthand not tested above ---------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"listen": "[::1]x"},
+            "servers[0].listen: unexpected 'x' after ']' in '[::1]x'",
+        ),
+        ({"listen": "[::1]"}, "servers[0].listen: '[::1]' has no port"),
+        ({"listen": True}, "servers[0].listen: expected a port or host:port, got True"),
+        ({"listen": "h:x"}, "servers[0].listen: invalid port in 'h:x'"),
+        ({"listen": "[::1"}, "servers[0].listen: unclosed '[' in '[::1'"),
+        ({"listen": None}, "servers[0].listen: needs at least one address"),
+        (
+            {"client_max_body_size": -1},
+            "servers[0].client_max_body_size: a size cannot be negative",
+        ),
+        (
+            {"large_client_header_buffers": "4 0"},
+            "servers[0].large_client_header_buffers: the buffer size must be positive",
+        ),
+        (
+            {"large_client_header_buffers": {"numbr": 2}},
+            "servers[0].large_client_header_buffers: expected 'NUMBER SIZE' like '4 8k', "
+            "got {'numbr': 2}",
+        ),
+        (NON_STRING_KEY, "servers[0]: keys must be strings, got 1"),
+    ],
+)
+def test_pinned_server_errors(data: dict[Any, Any], expected: str) -> None:
+    config = minimal()
+    config["servers"][0].update(data)
+    assert one_issue(config) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"upstreams": {"app": {"servers": [{"address": 5}]}}},
+            "upstreams.app.servers[0].address: expected host:port or unix:/path, got 5",
+        ),
+        (
+            {"upstreams": {"app": {"servers": [":3031"]}}},
+            "upstreams.app.servers[0].address: ':3031' has no host",
+        ),
+        ({"upstreams": {"app": None}}, "upstreams.app: expected a mapping, got nothing"),
+        (
+            {"limit_req_zones": {"z": {"rate": "0r/s"}}},
+            "limit_req_zones.z.rate: rate '0r/s' is zero",
+        ),
+        ({"limit_req_zones": {"z": "1r/s"}}, "limit_req_zones.z: expected a mapping, got a string"),
+        ({"limit_conn_zones": {"z": 5}}, "limit_conn_zones.z: expected a mapping, got a number"),
+        (
+            {"worker_processes": 0},
+            "worker_processes: expected a number of processes or auto, got 0",
+        ),
+    ],
+)
+def test_pinned_section_errors(data: dict[str, Any], expected: str) -> None:
+    assert one_issue({**minimal(), **data}) == expected
+
+
+def test_pinned_server_list_errors() -> None:
+    assert one_issue({"servers": [None]}) == "servers[0]: expected a mapping, got nothing"
+    assert one_issue({"servers": None}) == "servers: at least one server is required"
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        (
+            {"root": "/srv", "autoindex": True},
+            f"{L}.autoindex: directory listings are not implemented: use index or try_files",
+        ),
+        ({"root": None}, f"{L}.root: expected a directory path, got nothing"),
+        (
+            {"root": "/srv", "expires": True},
+            f"{L}.expires: expected off, epoch, max or a duration like 30d, got True",
+        ),
+        ({"proxy": "app", "host_header": 5}, f"{L}.host_header: expected a string, got a number"),
+        (
+            {"proxy": "app", "next_upstream": 5},
+            f"{L}.next_upstream: expected a list of conditions like [error, timeout], got 5",
+        ),
+        (
+            {"proxy": "app", "params": {"A": ["x"]}},
+            f"{L}.params.A: expected a string value, got a list",
+        ),
+        ({"proxy": ""}, f"{L}.proxy: expected an upstream name, got ''"),
+        (
+            {"proxy": "app", "cache": {"valid": {}}},
+            f"{L}.cache.valid: expected a mapping of status: duration, got an empty mapping",
+        ),
+        (
+            {"return": {"status": 200, "body": 5}},
+            f"{L}.return.body: expected a string, got a number",
+        ),
+        (
+            {"return": 204, "limit_req": {"zone": 3}},
+            f"{L}.limit_req.zone: expected a zone name, got 3",
+        ),
+        (
+            {"return": 204, "limit_conn": {"max": 1}},
+            f"{L}.limit_conn: missing required key 'zone'",
+        ),
+        (
+            {"return": 204, "access": [{"allow": "10.0.0.0/8", "deny": "all"}]},
+            f"{L}.access[0]: expected 'allow CIDR', 'deny CIDR' or 'deny all', got a mapping",
+        ),
+    ],
+)
+def test_pinned_location_errors(location: dict[str, Any], expected: str) -> None:
+    assert location_issue({"path": "/", **location}) == expected
+
+
+def test_pinned_quick_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as info:
+        quick_config(root=str(tmp_path), statics=[f"/={tmp_path}"])
+    assert [str(issue) for issue in info.value.issues] == [
+        "--root: '/' is already served by --static"
+    ]
+    with pytest.raises(ConfigErrors) as info:
+        quick_config(proxies=["uwsgi://a:1"], statics=[f"/={tmp_path}"])
+    assert [str(issue) for issue in info.value.issues] == [
+        "--proxy: '/' is already served by --static"
+    ]
+
+
+def test_pinned_file_not_utf8(tmp_path: Path) -> None:
+    config_file = tmp_path / "edge.yaml"
+    config_file.write_bytes(b"servers: \xff\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(config_file)
+    assert str(info.value) == f"{config_file}: not UTF-8 text (invalid start byte)"
+
+
+def first_location(**location: Any) -> Any:
+    return build_config(minimal(path="/", **location)).servers[0].locations[0]
+
+
+def test_pinned_location_shorthands() -> None:
+    handler = first_location(root="/srv", index="a.html b.html").handler
+    assert isinstance(handler, StaticHandler) and handler.index == ("a.html", "b.html")
+    assert first_location(root="/srv", expires="epoch").handler.expires == Expires("epoch")
+    assert first_location(root="/srv", expires="-1h").handler.expires == Expires("after", -3600)
+    assert first_location(root="/srv", expires="off").handler.expires is None
+    assert first_location(root="/srv", gzip_static="on").handler.gzip_static is True
+    assert first_location(root="/srv", autoindex=False).handler.autoindex is False
+    cache = first_location(root="/srv", open_file_cache=True).handler.open_file_cache
+    assert cache is not None and cache.max == 1000
+    assert first_location(root="/srv", open_file_cache="off").handler.open_file_cache is None
+    proxy = first_location(proxy="app", cache=True, params={"A": 5}, next_upstream="off").handler
+    assert isinstance(proxy, ProxyHandler)
+    assert proxy.cache is not None and proxy.cache.valid == ((200, 1.0), (301, 1.0), (404, 1.0))
+    assert [(p.name, p.value) for p in proxy.params] == [("A", "5")]
+    assert proxy.next_upstream == ()
+    assert first_location(proxy="app", next_upstream=False).handler.next_upstream == ()
+    assert first_location(proxy="app", cache="off").handler.cache is None
+    location = first_location(
+        **{"return": 403, "access": [{"allow": "10.0.0.0/8"}, {"deny": "all"}]}
+    )
+    assert location.handler == ReturnHandler(403)
+    assert location.access == (
+        AccessRule(True, ipaddress.ip_network("10.0.0.0/8")),
+        AccessRule(False),
+    )
+    assert first_location(**{"return": 204, "access": "deny all"}).access == (AccessRule(False),)
+
+
+def test_pinned_section_shorthands(tmp_path: Path) -> None:
+    data = minimal()
+    data["upstreams"]["app"] = {"servers": "a:1", "resolve": "off"}
+    data["servers"][0].update(
+        listen="8000", server_name="A.com.", large_client_header_buffers=[2, "1k"]
+    )
+    data["real_ip"] = {"trusted": "10.0.0.0/8"}
+    data["error_log"] = "logs/e.log"
+    data["access_log"] = {"path": "off", "format": "json"}
+    config = build_config(data, base_dir=str(tmp_path))
+    assert config.upstream("app").servers[0].endpoint == Endpoint("a", 1)
+    assert config.upstream("app").resolve == 0.0
+    server = config.servers[0]
+    assert server.listen == (Listen("0.0.0.0", 8000),)
+    assert server.server_name == ("a.com",)
+    assert server.large_client_header_buffers == HeaderBuffers(2, 1024)
+    assert config.real_ip.trusted == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert config.error_log.path == str(tmp_path / "logs" / "e.log")
+    assert (config.access_log.path, config.access_log.format) == (None, "json")
+    data["servers"][0].update(server_name=None, large_client_header_buffers={"number": 2})
+    data["error_log"] = None
+    data["access_log"] = None
+    config = build_config(data)
+    assert config.servers[0].server_name == ()
+    assert config.servers[0].large_client_header_buffers == HeaderBuffers(2, 8192)
+    assert config.error_log.path == "stderr"
+    assert config.access_log.path is None

@@ -129,8 +129,8 @@ def test_build_specs_one_peer_per_address() -> None:
     group = upstream("app", "appserver:3031", "127.0.0.1:4000", weight=2)
     specs = build_specs(group, {("appserver", 3031): ("10.0.0.5", "10.0.0.6")})
     assert [str(s.endpoint) for s in specs] == ["10.0.0.5:3031", "10.0.0.6:3031", "127.0.0.1:4000"]
-    assert all(s.weight == 2 for s in specs)
-    assert specs[0].server == "appserver:3031"
+    assert all(s.server.weight == 2 for s in specs)
+    assert str(specs[0].server.endpoint) == "appserver:3031"
     unresolved = build_specs(group, {})
     assert [str(s.endpoint) for s in unresolved] == ["appserver:3031", "127.0.0.1:4000"]
 

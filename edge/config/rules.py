@@ -1,0 +1,242 @@
+"""The checks a field's type cannot express: cross-references and cross-field rules.
+
+Theory of operation: ``edge.config.load`` structures the YAML by the schema's
+types; everything a single value can get wrong is caught there.  What is left
+is here, and only here: a name that must be defined elsewhere (an upstream, a
+limit zone, a named location), fields that exclude or need each other, and
+siblings that must not collide.  The loader calls ``check`` on every object it
+builds and ``check_items`` on every list of blocks, with a best-effort object
+when parts of it were invalid (a bad field is replaced by its default), so one
+mistake never hides another and ``edge -t`` reports them all in one run.
+
+A rule yields ``Issue``s whose path is relative to the object it checks,
+spelled in YAML keys; ``refs`` are paths (relative the same way) that the
+message names where it has ``REF`` ("duplicate location '/a' (also
+servers[0].locations[0])").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edge.config.issues import REF, Issue, suggest
+from edge.config.schema import (
+    LimitReqRule,
+    Listen,
+    Location,
+    MatchKind,
+    ReturnHandler,
+    Server,
+    StaticHandler,
+    Upstream,
+)
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """What the document defines and others may name, read before anything is built so a
+    reference to a definition that has errors of its own is not reported as missing."""
+
+    upstreams: frozenset[str] = frozenset()
+    limit_req_zones: frozenset[str] = frozenset()
+    limit_conn_zones: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, document: object) -> Names:
+        if not isinstance(document, dict):
+            return cls()
+
+        def defined(section: str) -> frozenset[str]:
+            node = document.get(section)
+            if not isinstance(node, dict):
+                return frozenset()
+            return frozenset(name for name in node if isinstance(name, str) and name)
+
+        return cls(
+            upstreams=defined("upstreams"),
+            limit_req_zones=defined("limit_req_zones"),
+            limit_conn_zones=defined("limit_conn_zones"),
+        )
+
+
+def check(item: object, names: Names) -> Iterator[Issue]:
+    """The rules about one built object (nothing for types without rules)."""
+    rule = _OBJECT_RULES.get(type(item))
+    if rule is not None:
+        yield from rule(item, names)
+
+
+def check_items(
+    kind: type, items: Sequence[tuple[int, Any]], raw: Sequence[object]
+) -> Iterator[Issue]:
+    """The rules about siblings: ``items`` are (index in the YAML list, built object)."""
+    rule = _SIBLING_RULES.get(kind)
+    if rule is not None:
+        yield from rule(items, raw)
+
+
+def indexed(items: Sequence[Any]) -> Iterable[tuple[int, Any]]:
+    """Each item with its index in the YAML list (a list with invalid entries left out
+    remembers where the kept ones were)."""
+    return zip(getattr(items, "indices", range(len(items))), items, strict=True)
+
+
+# --- references ----------------------------------------------------------------------
+
+
+def reference(section: str, name: str, names: Names) -> str | None:
+    """What is wrong with ``name`` as a reference into ``section`` (schema ``Refers``)."""
+    defined: frozenset[str] = getattr(names, section)
+    if name in defined:
+        return None
+    if section == "upstreams":
+        return f"no upstream named {name!r}{suggest(name, defined)}"
+    return f"no zone {name!r} in {section}{suggest(name, defined)}"
+
+
+def _named_locations(
+    items: Sequence[tuple[int, Location]], raw: Sequence[object]
+) -> Iterator[Issue]:
+    """A ``try_files`` fallback ``@name`` must be a named location of the same server.  The
+    names come from the YAML too, so a named location with errors still counts as there."""
+    named = {location.path for _, location in items if location.match == "named"}
+    named |= {
+        node["path"].strip()
+        for node in raw
+        if isinstance(node, dict) and isinstance(node.get("path"), str)
+        if node["path"].strip().startswith("@")
+    }
+    for index, location in items:
+        handler = location.handler
+        if isinstance(handler, StaticHandler) and handler.try_files:
+            fallback = handler.try_files[-1]
+            if fallback.startswith("@") and fallback not in named:
+                yield Issue(
+                    (index, "try_files"),
+                    f"no named location {fallback!r} in this server{suggest(fallback, named)}",
+                )
+
+
+# --- fields that exclude or need each other --------------------------------------------
+
+
+def _upstream(upstream: Upstream, names: Names) -> Iterator[Issue]:
+    servers = list(indexed(upstream.servers))
+    if servers and all(server.backup for _, server in servers):
+        yield Issue(("servers",), "every server is a backup; at least one must not be")
+    if upstream.balance == "ip_hash":
+        # As nginx: ip_hash would send a client's hash bucket to the backup
+        # while its primary is fine, so it refuses the pairing.
+        for index, server in servers:
+            if server.backup:
+                yield Issue(
+                    ("servers", index, "backup"), "balance ip_hash does not support backup servers"
+                )
+
+
+def _limit_req(rule: LimitReqRule, names: Names) -> Iterator[Issue]:
+    if rule.nodelay and rule.delay:
+        yield Issue(("delay",), "nodelay and delay are exclusive")
+
+
+def _static(handler: StaticHandler, names: Names) -> Iterator[Issue]:
+    if handler.root is not None and handler.alias is not None:
+        yield Issue(("alias",), "root and alias are exclusive; use one")
+
+
+def _location(location: Location, names: Names) -> Iterator[Issue]:
+    handler = location.handler
+    if (
+        isinstance(handler, StaticHandler)
+        and handler.alias is not None
+        and handler.root is None
+        and location.match in ("regex", "regex_icase", "named")
+    ):
+        yield Issue(("alias",), f"alias cannot be used in a {location.match} location; use root")
+
+
+def _return(handler: ReturnHandler, names: Names) -> Iterator[Issue]:
+    if handler.status in REDIRECT_STATUSES:
+        if handler.location is None:
+            yield Issue((), f"a {handler.status} redirect needs 'location'")
+        elif handler.body is not None:
+            yield Issue(("body",), "a redirect has a location, not a body")
+    elif handler.location is not None:
+        yield Issue(
+            ("location",),
+            f"only redirects ({', '.join(map(str, REDIRECT_STATUSES))}) take a location",
+        )
+
+
+# --- siblings that must not collide ------------------------------------------------------
+
+
+def _duplicate_locations(
+    items: Sequence[tuple[int, Location]], raw: Sequence[object]
+) -> Iterator[Issue]:
+    seen: dict[tuple[MatchKind, str], int] = {}
+    for index, location in items:
+        match = location.match
+        if match == "prefix_no_regex":
+            match = "prefix"  # "/a" and "^~ /a" are the same prefix to nginx
+        key = (match, location.path)
+        if key in seen:
+            yield Issue(
+                (index, "path"),
+                f"duplicate location {str(location)!r} (also {REF})",
+                ((seen[key],),),
+            )
+        else:
+            seen[key] = index
+
+
+def _locations(items: Sequence[tuple[int, Location]], raw: Sequence[object]) -> Iterator[Issue]:
+    yield from _duplicate_locations(items, raw)
+    yield from _named_locations(items, raw)
+
+
+def _servers(items: Sequence[tuple[int, Server]], raw: Sequence[object]) -> Iterator[Issue]:
+    """Two defaults on one address, or one name twice on one address, are errors (nginx
+    only warns about the second, then silently ignores a server: worse than failing)."""
+    defaults: dict[Listen, int] = {}
+    named: dict[tuple[Listen, str], int] = {}
+    for index, server in items:
+        for listen in server.listen:
+            if server.default_server:
+                if listen in defaults:
+                    yield Issue(
+                        (index, "default_server"),
+                        f"{listen} already has a default server ({REF})",
+                        ((defaults[listen],),),
+                    )
+                else:
+                    defaults[listen] = index
+            for name in server.server_name:
+                key = (listen, name)
+                if key in named and named[key] != index:
+                    yield Issue(
+                        (index, "server_name"),
+                        f"{name!r} on {listen} is already used by {REF}",
+                        ((named[key],),),
+                    )
+                else:
+                    named[key] = index
+
+
+_OBJECT_RULES: Mapping[type, Callable[[Any, Names], Iterator[Issue]]] = {
+    Upstream: _upstream,
+    Location: _location,
+    StaticHandler: _static,
+    ReturnHandler: _return,
+    LimitReqRule: _limit_req,
+}
+_SIBLING_RULES: Mapping[
+    type, Callable[[Sequence[tuple[int, Any]], Sequence[object]], Iterator[Issue]]
+] = {
+    Server: _servers,
+    Location: _locations,
+}
