@@ -54,6 +54,7 @@ def test_get_gives_head_end_of_message_then_need_data() -> None:
         content_length=None,
         chunked=False,
         expect_continue=False,
+        host=b"example.com",
     )
     assert end == EndOfMessage()
     assert wait is NEED_DATA
