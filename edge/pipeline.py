@@ -73,6 +73,7 @@ CLIENT_CLOSED = 499  # nginx's status for "client closed the connection"
 # the request was malformed or the server is in doubt, so the stream is not trusted.
 _CLOSING_STATUSES = frozenset((400, 408, 413, 414, 500, 501))
 _KEEP_ALIVE_END = b"Connection: keep-alive\r\n\r\n"
+_ROUTES_KEPT = 4096  # memoized (listen, Host, path) -> route; cleared when full
 _CLOSE_END = b"Connection: close\r\n\r\n"
 
 
@@ -171,6 +172,9 @@ class Pipeline:
         # location id -> (location, its handler's respond_now or None), filled as seen.
         self._fast: dict[int, tuple[Location, Callable[..., FastAnswer | None] | None]] = {}
         self._status_lines: dict[int, bytes] = {}
+        self._routes: dict[
+            tuple[Listen, bytes | None, bytes], tuple[Server, Location | None, str | None]
+        ] = {}
 
     # -- answered now --------------------------------------------------------------
 
@@ -182,14 +186,9 @@ class Pipeline:
         """
         if head.content_length or head.chunked:
             return None
-        raw_path = head.path
-        if raw_path[:1] != b"/" or self.real_ip.trusted:
+        if self.real_ip.trusted:
             return None
-        path = normalize_uri(raw_path)
-        if path is None:
-            return None
-        listen = front.listen
-        server, location = self.router.route(listen.host, listen.port, head.host, path)
+        server, location, path = self.route(front.listen, head.host, head.path)
         if location is None or location.limit_req or location.limit_conn:
             return None
         if location.access and not access_allowed(location.access, front.peer_ip):
@@ -247,6 +246,25 @@ class Pipeline:
             )
         return server.keepalive_timeout if keep else 0.0
 
+    def route(
+        self, listen: Listen, host: bytes | None, raw_path: bytes
+    ) -> tuple[Server, Location | None, str | None]:
+        """Server, location and normalized path; the location is None for a refused path.
+
+        Memoized (bounded): the same few hosts and paths come again and again,
+        and normalizing and matching them is pure.
+        """
+        key = (listen, host, raw_path)
+        found = self._routes.get(key)
+        if found is None:
+            path = normalize_uri(raw_path) if raw_path[:1] == b"/" else None
+            server, location = self.router.route(listen.host, listen.port, host, path or "/")
+            found = (server, location if path is not None else None, path)
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[key] = found
+        return found
+
     def _responder(self, location: Location) -> Callable[..., FastAnswer | None] | None:
         entry = self._fast.get(id(location))
         if entry is None or entry[0] is not location:
@@ -260,10 +278,8 @@ class Pipeline:
     def begin(self, front: Front, head: RequestHead, started: float) -> RequestCycle:
         """The request, its body and its response for ``head``."""
         state = self.state
-        path = normalize_uri(head.path) if head.path[:1] == b"/" else None
         host_header = head.host
-        listen = front.listen
-        server, location = self.router.route(listen.host, listen.port, host_header, path or "/")
+        server, location, path = self.route(front.listen, host_header, head.path)
         client_ip = front.peer_ip
         real_ip = self.real_ip
         if real_ip.trusted:
@@ -290,7 +306,7 @@ class Pipeline:
             server=server,
             # None only for a refused target or no match; dispatch answers those
             # before any handler can see the request.
-            location=location if path is not None else None,  # type: ignore[arg-type]
+            location=location,  # type: ignore[arg-type]
             content_length=head.content_length,
             chunked=head.chunked,
             keep_alive=head.keep_alive,
