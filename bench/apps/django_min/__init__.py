@@ -4,7 +4,5 @@ Loaded as ``django_min.wsgi:application`` with ``bench/apps`` as the working
 directory.  The sample app's /hello runs nine middlewares (sessions, CSRF,
 auth, messages...), which cost more than any server does and so hide the
 differences between servers; this one runs Django's handler, URL resolver
-and response, and nothing else.  Without ``CommonMiddleware`` nothing sets
-``Content-Length``: each server frames the body its own way (chunked, or a
-close), as it would for any such Django project.
+and response, and nothing else.
 """

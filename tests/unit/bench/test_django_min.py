@@ -45,6 +45,7 @@ def test_one_view_no_middleware_no_apps() -> None:
     assert seen["hello"]["status"] == "200 OK"
     assert seen["hello"]["body"] == "Hello, World!"  # the sample app's /hello body
     assert seen["hello"]["headers"]["Content-Type"] == "text/plain; charset=utf-8"
+    assert seen["hello"]["headers"]["Content-Length"] == "13"
     assert seen["other"] == "404 Not Found"
     assert seen["middleware"] == []
     assert seen["apps"] == []
