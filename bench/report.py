@@ -2,10 +2,11 @@
 
 The math (``median``, ``summarize``, ``ratio``, ``evaluate``) is pure and
 unit-tested; the writers only format it.  CPU per request (``bench.cpu``) is
-summarized like req/s: per program, the median over the runs.  A case is ``ok`` (measured),
-``missing`` (its server is not installed or not written yet), ``failed`` (it
-started but did not serve, or wrk failed) or ``not run`` (left out by
-``--quick``); every case appears in every output whatever its status.
+summarized like req/s: per program, the median over the runs.  A case is
+``ok`` (measured), ``missing`` (its server is not installed or not written
+yet), ``failed`` (it started but did not serve, or wrk failed) or ``not run``
+(left out by ``--quick``); every case appears in every output whatever its
+status.
 """
 
 from __future__ import annotations
