@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import report, servers, wrk
+from bench import cpu, report, servers, wrk
 from bench.cases import CASES, GTHREAD_THREADS, TARGETS, App, Case, Stack
+from bench.cpu import CpuUsage
 from bench.report import CaseResult
 from bench.servers import Deployment, Environment, StartError
 from bench.wrk import WrkResult
@@ -203,9 +204,16 @@ class Runner:
         self.args = args
         self.wrk_path = wrk_path
         self.load_cpus = load_cpus
+        self.ticks_per_s = cpu.ticks_per_second()
 
-    def measure_once(self, case: Case, base_url: str) -> WrkResult | CaseResult:
-        """Check the endpoint, warm up, then one timed run; a failed CaseResult if not."""
+    def measure_once(
+        self, case: Case, base_url: str, roots: Sequence[tuple[str, int]]
+    ) -> tuple[WrkResult, CpuUsage | None] | CaseResult:
+        """Check the endpoint, warm up, then one timed run; a failed CaseResult if not.
+
+        The CPU time of every process under ``roots`` (program, pid) is read
+        right before and right after the timed run.
+        """
         url = base_url + case.endpoint.path
         problem = _probe(url, case.endpoint.size)
         if problem:
@@ -215,9 +223,12 @@ class Runner:
                 _warm_up_requests(url, QUICK_WARMUP_REQUESTS, QUICK_WARMUP_MAX_S)
             else:
                 wrk.run(self._command(case, url, FULL_WARMUP_S), FULL_WARMUP_S)
-            return wrk.run(self._command(case, url, self.args.duration), self.args.duration)
+            before = cpu.snapshot(roots)
+            result = wrk.run(self._command(case, url, self.args.duration), self.args.duration)
+            after = cpu.snapshot(roots)
         except wrk.WrkError as exc:
             return CaseResult(case, "failed", str(exc))
+        return result, cpu.usage(before, after, result.requests, self.ticks_per_s)
 
     def _command(self, case: Case, url: str, duration: int) -> list[str]:
         return wrk.command(
@@ -241,7 +252,8 @@ def _line(result: CaseResult) -> str:
         return f"{result.case.id}: {result.status}: {result.reason[:160]}"
     return (
         f"{result.case.id}: {summary.requests_per_s:,.0f} req/s, p50 {summary.p50_ms:.1f} ms, "
-        f"p99 {summary.p99_ms:.1f} ms, {summary.errors} errors"
+        f"p99 {summary.p99_ms:.1f} ms, {summary.errors} errors, "
+        f"CPU µs/req {cpu.format_per_program(summary.cpu_us_per_request)}"
     )
 
 
@@ -276,6 +288,7 @@ def _run_cases(
         else:
             usable.append((stack, app, members))
     runs_of: dict[str, list[WrkResult]] = {}
+    cpu_of: dict[str, list[CpuUsage]] = {}
     total = sum(len(members) for _stack, _app, members in usable) * args.runs
     done = 0
     for round_number in range(1, args.runs + 1):
@@ -284,13 +297,17 @@ def _run_cases(
             if not live:
                 continue
             assert runner is not None
-            done += _run_deployment(env, runner, stack, app, live, results, runs_of, done, total)
+            done += _run_deployment(
+                env, runner, stack, app, live, results, runs_of, cpu_of, done, total
+            )
         if args.runs > 1:
             print(f"bench: round {round_number}/{args.runs} done", file=sys.stderr)
     for _stack, _app, members in usable:
         for case in members:
             if case.id not in results:
-                results[case.id] = CaseResult(case, "ok", runs=runs_of[case.id])
+                results[case.id] = CaseResult(
+                    case, "ok", runs=runs_of[case.id], cpu=cpu_of.get(case.id, [])
+                )
     return results
 
 
@@ -302,6 +319,7 @@ def _run_deployment(
     cases: list[Case],
     results: dict[str, CaseResult],
     runs_of: dict[str, list[WrkResult]],
+    cpu_of: dict[str, list[CpuUsage]],
     done: int,
     total: int,
 ) -> int:
@@ -322,14 +340,17 @@ def _run_deployment(
         return len(cases)
     try:
         for index, case in enumerate(cases, 1):
-            outcome = runner.measure_once(case, base_url)
+            outcome = runner.measure_once(case, base_url, deployment.roots())
             if isinstance(outcome, CaseResult):
                 outcome.reason += f" [logs: {deployment.logs()[-300:]}]"
                 results[case.id] = outcome
                 line = _line(outcome)
             else:
-                runs_of.setdefault(case.id, []).append(outcome)
-                line = _line(CaseResult(case, "ok", runs=[outcome]))
+                measured, usage = outcome
+                runs_of.setdefault(case.id, []).append(measured)
+                if usage is not None:
+                    cpu_of.setdefault(case.id, []).append(usage)
+                line = _line(CaseResult(case, "ok", runs=[measured], cpu=[usage] if usage else []))
             print(f"bench: [{done + index}/{total}] {line}", file=sys.stderr)
     finally:
         deployment.stop()

@@ -1,10 +1,12 @@
 """Results -> medians, ratios, target checks -> markdown, JSON and a PNG chart.
 
 The math (``median``, ``summarize``, ``ratio``, ``evaluate``) is pure and
-unit-tested; the writers only format it.  A case is ``ok`` (measured),
-``missing`` (its server is not installed or not written yet), ``failed`` (it
-started but did not serve, or wrk failed) or ``not run`` (left out by
-``--quick``); every case appears in every output whatever its status.
+unit-tested; the writers only format it.  CPU per request (``bench.cpu``) is
+summarized like req/s: per program, the median over the runs.  A case is
+``ok`` (measured), ``missing`` (its server is not installed or not written
+yet), ``failed`` (it started but did not serve, or wrk failed) or ``not run``
+(left out by ``--quick``); every case appears in every output whatever its
+status.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from bench.cases import Case, LimitTarget, RatioTarget, Target
+from bench.cases import Case, CpuTarget, LimitTarget, RatioTarget, Target
+from bench.cpu import CpuUsage, format_per_program
 from bench.wrk import WrkResult
 
 Status: TypeAlias = Literal["ok", "missing", "failed", "not run"]
@@ -38,6 +41,8 @@ class Summary:
     p99_ms: float
     errors: int  # summed over the runs, not a median: one error is one too many
     runs: int
+    # µs of CPU per request of each program's workers (front first), median over the runs
+    cpu_us_per_request: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -46,17 +51,18 @@ class CaseResult:
     status: Status
     reason: str = ""
     runs: list[WrkResult] = field(default_factory=list)
+    cpu: list[CpuUsage] = field(default_factory=list)  # the runs whose CPU could be read
 
     @property
     def summary(self) -> Summary | None:
-        return summarize(self.runs) if self.status == "ok" and self.runs else None
+        return summarize(self.runs, self.cpu) if self.status == "ok" and self.runs else None
 
 
 @dataclass(frozen=True, slots=True)
 class TargetResult:
     target: Target
     status: TargetStatus
-    value: float | None  # the ratio, or the p99 in ms for a limit target
+    value: float | None  # the ratio (req/s or CPU), or the p99 in ms for a limit target
     detail: str
 
 
@@ -66,13 +72,23 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def summarize(runs: Sequence[WrkResult]) -> Summary:
+def median_cpu(usages: Sequence[CpuUsage]) -> dict[str, float]:
+    """Per program (in first-seen order), the median of its workers' µs per request."""
+    figures: dict[str, list[float]] = {}
+    for usage in usages:
+        for program, us in usage.per_program().items():
+            figures.setdefault(program, []).append(us)
+    return {program: median(values) for program, values in figures.items()}
+
+
+def summarize(runs: Sequence[WrkResult], cpu: Sequence[CpuUsage] = ()) -> Summary:
     return Summary(
         requests_per_s=median([run.requests_per_s for run in runs]),
         p50_ms=median([run.p50_ms for run in runs]),
         p99_ms=median([run.p99_ms for run in runs]),
         errors=sum(run.errors for run in runs),
         runs=len(runs),
+        cpu_us_per_request=median_cpu(cpu),
     )
 
 
@@ -83,8 +99,32 @@ def ratio(ours: float, anchor: float) -> float | None:
     return ours / anchor
 
 
+def _evaluate_cpu(target: CpuTarget, summaries: Mapping[str, Summary | None]) -> TargetResult:
+    sides = ((target.ours, target.program), (target.anchor, target.anchor_program))
+    figures: list[float] = []
+    for case_id, program in sides:
+        measured = summaries.get(case_id)
+        if measured is None:
+            return TargetResult(target, "missing", None, f"not measured: {case_id}")
+        us = measured.cpu_us_per_request.get(program)
+        if us is None:
+            return TargetResult(
+                target, "missing", None, f"no CPU figure for {program} in {case_id}"
+            )
+        figures.append(us)
+    ours, theirs = figures
+    value = ratio(ours, theirs)
+    if value is None:
+        return TargetResult(target, "missing", None, f"{target.anchor_program} used no CPU")
+    status: TargetStatus = "met" if value <= target.maximum else "not met"
+    detail = f"{target.program} {ours:,.0f} µs vs {target.anchor_program} {theirs:,.0f} µs"
+    return TargetResult(target, status, value, detail)
+
+
 def evaluate(target: Target, summaries: Mapping[str, Summary | None]) -> TargetResult:
     """Check one target against the measured summaries (by case id)."""
+    if isinstance(target, CpuTarget):
+        return _evaluate_cpu(target, summaries)
     if isinstance(target, LimitTarget):
         measured = summaries.get(target.case)
         if measured is None:
@@ -148,21 +188,23 @@ def _note(result: CaseResult, by_id: Mapping[str, CaseResult]) -> str:
 
 def _case_table(results: Sequence[CaseResult], by_id: Mapping[str, CaseResult]) -> list[str]:
     lines = [
-        "| endpoint | stack | req/s | p50 ms | p99 ms | errors | ratio to anchor / note |",
-        "|---|---|--:|--:|--:|--:|---|",
+        "| endpoint | stack | req/s | p50 ms | p99 ms | errors | CPU µs/req |"
+        " ratio to anchor / note |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
     ]
     for result in results:
         case = result.case
         stack = f"**{case.stack.label}**" if case.stack.ours else case.stack.label
         summary = result.summary
         if summary is None:
-            cells = ["—", "—", "—", "—"]
+            cells = ["—", "—", "—", "—", "—"]
         else:
             cells = [
                 _number(summary.requests_per_s),
                 _ms(summary.p50_ms),
                 _ms(summary.p99_ms),
                 str(summary.errors),
+                format_per_program(summary.cpu_us_per_request),
             ]
         lines.append(
             f"| {case.endpoint.name} | {stack} | {' | '.join(cells)} | {_note(result, by_id)} |"
@@ -174,8 +216,12 @@ def _target_table(targets: Sequence[TargetResult]) -> list[str]:
     lines = ["| target | required | measured | status |", "|---|--:|---|---|"]
     for result in targets:
         target = result.target
-        if isinstance(target, RatioTarget):
-            required = f"≥ {target.minimum:.1f}×"
+        if isinstance(target, RatioTarget | CpuTarget):
+            required = (
+                f"≥ {target.minimum:.1f}×"
+                if isinstance(target, RatioTarget)
+                else f"CPU ≤ {target.maximum:.1f}×"
+            )
             measured = (
                 f"{result.value:.2f}× {result.detail}"
                 if result.value is not None
@@ -215,6 +261,8 @@ def render_markdown(
         "errors = connect + read + write + timeout + non-2xx, summed over the runs. "
         "Every server runs 1 worker process "
         f"(gunicorn gthread: {settings['gthread_threads']} threads). "
+        "CPU µs/req: utime + stime of each server's worker processes over the timed run "
+        "(from /proc), divided by the requests wrk counted; medians over the runs. "
         "**Bold** stacks are ours; the ratio is req/s over the named anchor's.",
     ]
     load = machine.get("load_average_1m")
@@ -279,9 +327,11 @@ def to_json(
                     "p99_ms": summary.p99_ms,
                     "errors": summary.errors,
                     "runs": summary.runs,
+                    "cpu_us_per_request": dict(summary.cpu_us_per_request),
                 },
                 "ratio_to_anchor": anchor_ratio(result, by_id),
                 "runs": [run.to_json() for run in result.runs],
+                "cpu_runs": [usage.to_json() for usage in result.cpu],
             }
         )
     return {
@@ -290,7 +340,7 @@ def to_json(
         "targets": [
             {
                 "name": target.target.name,
-                "kind": "ratio" if isinstance(target.target, RatioTarget) else "limit",
+                "kind": _KINDS[type(target.target)],
                 "status": target.status,
                 "value": target.value,
                 "detail": target.detail,
@@ -298,6 +348,9 @@ def to_json(
             for target in targets
         ],
     }
+
+
+_KINDS: dict[type, str] = {RatioTarget: "ratio", LimitTarget: "limit", CpuTarget: "cpu"}
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from bench.cases import GTHREAD_THREADS, App, Stack
+from bench.cases import GTHREAD_THREADS, UPSTREAM_KEEPALIVE, App, Stack
+from bench.cpu import program_of
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLEAPP = REPO / "sampleapp"
@@ -117,7 +118,7 @@ def missing_reason(env: Environment, stack: Stack, app: App) -> str | None:
             reasons.append("gunicorn is not installed (pip install gunicorn)")
         elif stack.protocol == "uwsgi" and not _has_module("gunicorn.uwsgi"):
             reasons.append("the installed gunicorn has no --protocol uwsgi (needs gunicorn >= 24)")
-    if app == "django" and stack.backend and not _has_module("django"):
+    if app in ("django", "django-min") and stack.backend and not _has_module("django"):
         reasons.append("Django is not installed")
     if app == "static" and stack.backend and not _has_module("whitenoise"):
         reasons.append("WhiteNoise is not installed (pip install whitenoise)")
@@ -145,6 +146,8 @@ class ServerProcess:
         cpus: str | None,
     ) -> None:
         self.name = name
+        # What the CPU column calls it: taskset execs, so this pid is the server's own.
+        self.program = program_of(argv) or name
         self.log = log
         taskset = shutil.which("taskset")
         prefix = [taskset, "-c", cpus] if cpus is not None and taskset else []
@@ -212,6 +215,8 @@ def _app_location(app: App) -> tuple[Path, str]:
     """(directory to chdir into, module:callable) for each app."""
     if app == "django":
         return SAMPLEAPP, "sampleapp.wsgi:application"
+    if app == "django-min":
+        return APPS, "django_min.wsgi:application"
     if app == "raw":
         return APPS, "hello_wsgi:application"
     return APPS, "static_whitenoise:application"
@@ -271,6 +276,7 @@ def nginx_config(
     static_root: Path,
     *,
     as_root: bool,
+    keepalive: int = UPSTREAM_KEEPALIVE,
 ) -> str:
     """nginx.conf for one stack: 1 worker, no access log, every temp path inside ``directory``."""
     if backend_port is None:
@@ -281,7 +287,8 @@ def nginx_config(
         upstream = f"upstream backend {{ server 127.0.0.1:{backend_port}; }}"
         location = f"location / {{ include {directory}/uwsgi_params; uwsgi_pass backend; }}"
     else:
-        upstream = f"upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 32; }}"
+        idle = f" keepalive {keepalive};" if keepalive > 0 else ""
+        upstream = f"upstream backend {{ server 127.0.0.1:{backend_port};{idle} }}"
         location = (
             "location / { proxy_pass http://backend; proxy_http_version 1.1; "
             'proxy_set_header Connection ""; proxy_set_header Host $host; }'
@@ -314,9 +321,20 @@ http {{
 
 
 def edge_config(
-    directory: Path, port: int, backend_port: int | None, protocol: str, static_root: Path
+    directory: Path,
+    port: int,
+    backend_port: int | None,
+    protocol: str,
+    static_root: Path,
+    *,
+    keepalive: int = UPSTREAM_KEEPALIVE,
 ) -> str:
-    """edge YAML for one stack, mirroring nginx_config: 1 worker, no access log."""
+    """edge YAML for one stack, mirroring nginx_config: 1 worker, no access log.
+
+    ``keepalive`` is the upstream's idle-connection pool; for a uwsgi upstream,
+    above 0 also means edge offers persistent uwsgi connections, and 0 means
+    standard one-shot packets (docs/uwsgi-keepalive.md).
+    """
     if backend_port is None:
         upstreams = ""
         location = f"      - path: /static/\n        alias: {static_root}/\n"
@@ -325,7 +343,7 @@ def edge_config(
             "upstreams:\n"
             "  backend:\n"
             f"    servers: ['127.0.0.1:{backend_port}']\n"
-            "    keepalive: 32\n"
+            f"    keepalive: {keepalive}\n"
         )
         location = f"      - path: /\n        proxy: backend\n        protocol: {protocol}\n"
     return (
@@ -374,6 +392,7 @@ class Deployment:
                 nginx_config(
                     self.directory, port, backend_port, self.stack.protocol,
                     self.env.static_root, as_root=os.geteuid() == 0,
+                    keepalive=self.stack.upstream_keepalive,
                 )
             )  # fmt: skip
             argv = [nginx, "-c", str(conf), "-p", str(self.directory)]
@@ -381,9 +400,10 @@ class Deployment:
             conf = self.directory / "edge.yaml"
             conf.write_text(
                 edge_config(
-                    self.directory, port, backend_port, self.stack.protocol, self.env.static_root
+                    self.directory, port, backend_port, self.stack.protocol, self.env.static_root,
+                    keepalive=self.stack.upstream_keepalive,
                 )
-            )
+            )  # fmt: skip
             edge = self.env.tool("edge")
             argv = [edge] if edge else [sys.executable, "-m", "edge"]
             argv += ["-c", str(conf)]
@@ -397,6 +417,10 @@ class Deployment:
         )  # fmt: skip
         self.processes.append(process)
         process.wait_for_port(port)
+
+    def roots(self) -> list[tuple[str, int]]:
+        """(program, pid) of each server the harness started, the front first."""
+        return [(p.program, p.proc.pid) for p in reversed(self.processes)]
 
     def logs(self) -> str:
         return "\n".join(f"[{p.name}] {p.log_tail(8)}" for p in self.processes)
