@@ -281,7 +281,11 @@ def nginx_config(
     """nginx.conf for one stack: 1 worker, no access log, every temp path inside ``directory``."""
     if backend_port is None:
         upstream = ""
-        location = f"location /static/ {{ alias {static_root}/; }}"
+        # The same open-file cache on both sides (nginx's directive, edge's key of that name).
+        location = (
+            f"location /static/ {{ alias {static_root}/; "
+            "open_file_cache max=1000 inactive=20s; open_file_cache_valid 60s; }"
+        )
     elif protocol == "uwsgi":
         # nginx keeps no idle connections to uwsgi peers: the protocol has no keep-alive.
         upstream = f"upstream backend {{ server 127.0.0.1:{backend_port}; }}"
@@ -337,7 +341,10 @@ def edge_config(
     """
     if backend_port is None:
         upstreams = ""
-        location = f"      - path: /static/\n        alias: {static_root}/\n"
+        location = (
+            f"      - path: /static/\n        alias: {static_root}/\n"
+            "        open_file_cache: {max: 1000, inactive: 20s, valid: 60s}\n"
+        )
     else:
         upstreams = (
             "upstreams:\n"
