@@ -375,6 +375,34 @@ class RequestParser:
 
     def _next_head(self) -> Event:
         buf = self._buf
+        if self._head_size == 0 and buf and buf[0] != 13 and buf[0] != 10:
+            # The common case, in one piece: a whole head at the start of the buffer,
+            # its request line ASCII and within the limits.  Everything else (a head
+            # in several reads, CRLFs before it, a limit reached) takes the general
+            # path below, which gives the same events and the same errors.
+            end = buf.find(b"\r\n\r\n")
+            if end > 0 and end + 4 <= self.max_header_size:
+                newline = buf.find(b"\n", 0, end + 2)
+                line = buf[:newline]
+                if newline <= self.max_line and line.isascii():
+                    if not self._llhttp_fresh:
+                        # The last message left llhttp inside a body it never saw.
+                        self._llhttp = httptools.HttpRequestParser(self._heads)
+                        self._llhttp_fresh = True
+                    end += 4
+                    if end == len(buf):
+                        part, self._buf = buf, b""
+                    else:
+                        part, self._buf = buf[:end], buf[end:]
+                    self._line_done = True
+                    self._request_line = line
+                    self._head_size = end
+                    self._feed_llhttp(part)
+                    if self._heads.complete:
+                        return self._finish_head()
+                    if line.startswith(b"PRI * HTTP/2"):
+                        raise BadRequest("HTTP/2 connection preface sent to an HTTP/1.x port")
+                    raise BadRequest("request head ended without completing")
         if buf and self._head_size == 0:
             if buf[0] == 13 or buf[0] == 10:
                 buf = _skip_empty_lines(buf)
