@@ -81,14 +81,8 @@ from edge.exchange import (
     UpstreamTimeout,
 )
 from edge.upstream.balancer import Peer
-from edge.upstream.pool import (
-    DirectConnection,
-    UpstreamConnection,
-    UpstreamGroup,
-    UpstreamRuntime,
-    open_connection,
-    open_direct_connection,
-)
+from edge.upstream.connection import UpstreamConnection, open_connection
+from edge.upstream.pool import UpstreamGroup, UpstreamRuntime
 from httpproto.parser import NEED_DATA, Data
 from httpproto.response_parser import (
     IncompleteResponse,
@@ -102,6 +96,11 @@ from uwsgiproto.params import UWSGI_PARAMS, Param, VarsEncoder, merge_params
 # Request bodies up to this size are kept while they stream, so a retry can resend them.
 REPLAY_LIMIT: Final = 64 * 1024
 READ_SIZE: Final = 64 * 1024
+# The uwsgi keep-alive extension (docs/uwsgi-keepalive.md): the var we offer it with,
+# and the response header an app server accepts it with.
+KEEPALIVE_VAR: Final = "WSGISTACK_KEEPALIVE"
+KEEPALIVE_VERSION: Final = "1"
+KEEPALIVE_HEADER: Final = b"wsgistack-keepalive"
 # nginx's default uWSGI buffer-size: a bigger vars block is the usual cause of a
 # silent close ("invalid request block size" on the app server's side).
 UWSGI_DEFAULT_BUFFER_SIZE: Final = 4096
@@ -123,6 +122,7 @@ _HIDDEN_RESPONSE: Final = frozenset(
         b"x-accel-limit-rate",
         b"x-accel-buffering",
         b"x-accel-charset",
+        b"wsgistack-keepalive",  # our app server's answer to the keep-alive offer
     }
 )
 # Request fields the HTTP proxy sets itself rather than forwarding.
@@ -421,7 +421,7 @@ class _Response:
     """An attempt that produced a response head; the connection is positioned at the body."""
 
     peer: Peer
-    connection: UpstreamConnection | DirectConnection
+    connection: UpstreamConnection
     parser: ResponseParser
     head: ResponseHead
     started: float  # loop time when the attempt began
@@ -452,6 +452,7 @@ class ProxyHandlerImpl:
         "_http_param_names",
         "_host",
         "_scheme",
+        "_pooled",
         "_cache",
     )
 
@@ -463,6 +464,14 @@ class ProxyHandlerImpl:
         self.settings: ProxyHandler = handler
         self.runtime = runtime
         configured = [Param(p.name, p.value, p.if_not_empty) for p in handler.params]
+        # Connections are kept when the upstream keeps any: HTTP keep-alive, or for
+        # uwsgi the WSGISTACK_KEEPALIVE offer, which an app server may accept.
+        try:
+            self._pooled = runtime.config.upstream(handler.upstream).keepalive > 0
+        except KeyError:
+            self._pooled = False  # answered 502 per request: no upstream of that name
+        if self._pooled and handler.protocol == "uwsgi":
+            configured.append(Param(KEEPALIVE_VAR, KEEPALIVE_VERSION))
         params = merge_params(UWSGI_PARAMS, configured)
         self._uwsgi_getters = tuple(_compile_getter(compile_template(p.value)) for p in params)
         self._uwsgi_vars = VarsEncoder(
@@ -678,8 +687,8 @@ class ProxyHandlerImpl:
         attempt_started: float,
     ) -> _Response:
         request = exchange.request
-        connection: UpstreamConnection | DirectConnection | None = None
-        if self._scheme == "http" and not fresh:
+        connection: UpstreamConnection | None = None
+        if self._pooled and not fresh:
             connection = group.pool.take(peer.endpoint)
         reused = connection is not None
         handed_over = False
@@ -709,13 +718,10 @@ class ProxyHandlerImpl:
             if connection is not None and not handed_over:
                 connection.abort()
 
-    async def _connect(self, peer: Peer) -> UpstreamConnection | DirectConnection:
+    async def _connect(self, peer: Peer) -> UpstreamConnection:
         timeout = self.settings.connect_timeout or None
         try:
-            if self._scheme == "uwsgi":
-                return await open_direct_connection(peer.endpoint, self.runtime.clock, timeout)
-            async with asyncio.timeout(timeout):
-                return await open_connection(peer.endpoint, self.runtime.clock)
+            return await open_connection(peer.endpoint, self.runtime.clock, timeout)
         except TimeoutError:
             raise _Failure(
                 "timeout",
@@ -735,23 +741,14 @@ class ProxyHandlerImpl:
                 hint="is the app server running and listening on that address?" if refused else "",
             ) from None
 
-    async def _write(
-        self, connection: UpstreamConnection | DirectConnection, data: bytes, first: bool
-    ) -> None:
+    async def _write(self, connection: UpstreamConnection, data: bytes, first: bool) -> None:
         """Write and wait for the socket to drain (proxy_send_timeout between writes).
 
         Any failed write counts as "request sent" (part of it may have reached the
         app); only the first write on a reused connection can be a stale one.
         """
         try:
-            if type(connection) is DirectConnection:
-                await connection.send(data, self.settings.send_timeout or None)
-            else:
-                assert isinstance(connection, UpstreamConnection)
-                writer = connection.writer
-                writer.write(data)
-                async with asyncio.timeout(self.settings.send_timeout or None):
-                    await writer.drain()
+            await connection.send(data, self.settings.send_timeout or None)
         except TimeoutError:
             raise _Failure(
                 "timeout", "send", f"upstream timed out ({_TIMED_OUT})", request_sent=True
@@ -765,9 +762,7 @@ class ProxyHandlerImpl:
                 stale=connection.reused and first,
             ) from None
 
-    async def _send_uwsgi(
-        self, connection: DirectConnection | UpstreamConnection, packet: bytes, body: _Body
-    ) -> None:
+    async def _send_uwsgi(self, connection: UpstreamConnection, packet: bytes, body: _Body) -> None:
         # The vars packet and the first piece of a small body share one write.
         first = await body.next_chunk() if body.length else b""
         await self._write(connection, packet + first if first else packet, True)
@@ -781,7 +776,7 @@ class ProxyHandlerImpl:
 
     async def _send_http(
         self,
-        connection: UpstreamConnection | DirectConnection,
+        connection: UpstreamConnection,
         request: Request,
         variables: Variables,
         body: _Body,
@@ -808,7 +803,7 @@ class ProxyHandlerImpl:
 
     async def _read_head(
         self,
-        connection: UpstreamConnection | DirectConnection,
+        connection: UpstreamConnection,
         parser: ResponseParser,
         reused: bool,
     ) -> ResponseHead:
@@ -836,17 +831,13 @@ class ProxyHandlerImpl:
 
     async def _read(
         self,
-        connection: UpstreamConnection | DirectConnection,
+        connection: UpstreamConnection,
         phase: Phase,
         parser: ResponseParser,
         reused: bool,
     ) -> bytes:
         try:
-            if type(connection) is DirectConnection:
-                return await connection.read(READ_SIZE, self.settings.read_timeout or None)
-            assert isinstance(connection, UpstreamConnection)
-            async with asyncio.timeout(self.settings.read_timeout or None):
-                return await connection.reader.read(READ_SIZE)
+            return await connection.read(READ_SIZE, self.settings.read_timeout or None)
         except TimeoutError:
             hint = ""
             if phase == "header":
@@ -973,8 +964,9 @@ class ProxyHandlerImpl:
                     client_gone = True  # keep reading the upstream to its end
                     collector = None
             self._finish_timing(request, response)
-            if type(connection) is UpstreamConnection and parser.reusable:
-                group.pool.give(connection, _keep_alive_hint(head))
+            hint = self._reuse_hint(head, parser)
+            if hint is not None:
+                group.pool.give(connection, hint if hint > 0 else None)
             else:
                 connection.close()
             kept = True
@@ -987,6 +979,22 @@ class ProxyHandlerImpl:
             if not kept:
                 self._finish_timing(request, response)
                 connection.abort()
+
+    def _reuse_hint(self, head: ResponseHead, parser: ResponseParser) -> float | None:
+        """None when the connection must close; else the peer's idle timeout (0: unknown).
+
+        An HTTP peer keeps the connection unless it said otherwise; a uwsgi peer
+        only when it accepted our offer with ``Wsgistack-Keepalive``.
+        """
+        if not self._pooled or not parser.reusable:
+            return None
+        if self._scheme == "uwsgi":
+            accepted = head.header(KEEPALIVE_HEADER)
+            if accepted is None:
+                return None
+            return _timeout_hint(accepted) or 0.0
+        hint = head.header(b"keep-alive")
+        return 0.0 if hint is None else _timeout_hint(hint) or 0.0
 
     def _body_failure(self, request: Request, response: _Response, cause: str) -> NoReturn:
         # nginx logs this at error; the front logs ResponseAborted only at info.
@@ -1077,10 +1085,8 @@ def _response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     return result
 
 
-def _keep_alive_hint(head: ResponseHead) -> float | None:
-    value = head.header(b"keep-alive")
-    if value is None:
-        return None
+def _timeout_hint(value: bytes) -> float | None:
+    """``timeout=N`` from a ``Keep-Alive`` or ``Wsgistack-Keepalive`` value."""
     match = _KEEP_ALIVE_TIMEOUT.search(value)
     return float(match.group(1)) if match else None
 

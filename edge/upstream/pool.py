@@ -5,7 +5,8 @@ Theory of operation
 ``UpstreamRuntime`` is built once per worker from the ``EdgeConfig`` and
 holds, for each named upstream, an ``UpstreamGroup``: the pure ``Balancer``
 (peers and passive health), a ``ConnectionPool`` of idle keep-alive
-connections (HTTP upstreams only: uwsgi has no keep-alive), and the
+connections (HTTP upstreams, and uwsgi upstreams whose app server accepts
+the ``WSGISTACK_KEEPALIVE`` extension, docs/uwsgi-keepalive.md), and the
 addresses its host names last resolved to.  ``start()`` resolves names once
 and starts the re-resolver and the idle sweeper; ``update(config)`` is the
 SIGHUP path: upstreams that stay keep their group, so peers that stay keep
@@ -20,9 +21,10 @@ closed by the backend.  Pain point #9 (the backend closes an idle
 connection just as we reuse it) is fought on three fronts:
 
 * a connection whose peer already sent EOF or reset is never handed out;
-* a backend's ``Keep-Alive: timeout=N`` shortens our idle time below its
-  own (gunicorn closes idle connections after its ``keepalive``, 2 s by
-  default, far below nginx's 60 s);
+* a backend's ``Keep-Alive: timeout=N`` (``Wsgistack-Keepalive: timeout=N``
+  from an app server) shortens our idle time below its own (gunicorn closes
+  idle connections after its ``keepalive``, 2 s by default, far below
+  nginx's 60 s);
 * the proxy retries an idempotent request once, on a fresh connection, when
   a reused one fails before any response byte (``edge.handlers.proxy``).
 """
@@ -38,6 +40,7 @@ from edge.cache import MicroCache
 from edge.config.schema import EdgeConfig, Endpoint, ProxyHandler, Upstream
 from edge.exchange import ClientGone, EdgeError, ResponseAborted
 from edge.upstream.balancer import Balancer, PeerSpec
+from edge.upstream.connection import UpstreamConnection
 from edge.upstream.resolver import ResolveFunc, Resolver, build_specs, needs_dns
 
 if TYPE_CHECKING:
@@ -47,265 +50,6 @@ ErrorLog = Callable[[str, str], None]
 
 # The idle sweeper's period: how late past its deadline an idle connection may close.
 SWEEP_INTERVAL = 1.0
-# asyncio's default stream limit; the reader pauses the socket above twice this.
-STREAM_LIMIT = 64 * 1024
-
-
-class UpstreamConnection:
-    """One connection to a peer, with the bookkeeping the pool needs."""
-
-    __slots__ = ("reader", "writer", "endpoint", "requests", "idle_until", "opened")
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        endpoint: Endpoint,
-        opened: float,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.endpoint = endpoint
-        self.requests = 0  # requests sent on it so far; > 0 means "reused"
-        self.idle_until = 0.0
-        self.opened = opened
-
-    @property
-    def reused(self) -> bool:
-        return self.requests > 0
-
-    def alive(self) -> bool:
-        """Nothing says the peer closed it: no EOF, no error, transport open."""
-        return not (
-            self.writer.is_closing() or self.reader.at_eof() or self.reader.exception() is not None
-        )
-
-    def close(self) -> None:
-        """Close after our writes are flushed (a clean end of a finished exchange)."""
-        self.writer.close()
-
-    def abort(self) -> None:
-        """Drop it now, unsent data and all (a failed or abandoned exchange)."""
-        transport = self.writer.transport
-        if not transport.is_closing():
-            transport.abort()
-
-
-async def open_connection(endpoint: Endpoint, clock: Callable[[], float]) -> UpstreamConnection:
-    """Connect to ``endpoint`` (TCP or unix).  The caller applies the connect timeout."""
-    if endpoint.is_unix:
-        reader, writer = await asyncio.open_unix_connection(endpoint.path, limit=STREAM_LIMIT)
-    else:
-        reader, writer = await asyncio.open_connection(
-            endpoint.host, endpoint.port, limit=STREAM_LIMIT
-        )
-    return UpstreamConnection(reader, writer, endpoint, clock())
-
-
-class DirectConnection(asyncio.Protocol):
-    """A one-shot upstream connection (uwsgi) on a bare protocol, without streams.
-
-    It behaves as ``UpstreamConnection``'s reader and writer do: reads return
-    up to ``n`` buffered bytes, b"" at EOF, or raise the error the connection
-    was lost with; reading pauses past ``2 * STREAM_LIMIT`` buffered bytes and
-    resumes as they are consumed; writes wait for the transport to drain only
-    when it asked us to pause.  Timeouts are one ``call_later`` per wait.
-    """
-
-    __slots__ = (
-        "endpoint",
-        "requests",
-        "opened",
-        "transport",
-        "_loop",
-        "_buffer",
-        "_eof",
-        "_exception",
-        "_lost",
-        "_waiter",
-        "_paused",
-        "_write_paused",
-        "_drain_waiter",
-    )
-
-    def __init__(self, endpoint: Endpoint, loop: asyncio.AbstractEventLoop) -> None:
-        self.endpoint = endpoint
-        self.requests = 0
-        self.opened = 0.0
-        self.transport: asyncio.Transport | None = None
-        self._loop = loop
-        self._buffer = bytearray()
-        self._eof = False
-        self._exception: BaseException | None = None
-        self._lost = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._paused = False
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-
-    @property
-    def reused(self) -> bool:
-        return self.requests > 0
-
-    # -- protocol callbacks ----------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._wake()
-        if not self._paused and len(self._buffer) > 2 * STREAM_LIMIT:
-            assert self.transport is not None
-            try:
-                self.transport.pause_reading()
-            except NotImplementedError:
-                pass
-            else:
-                self._paused = True
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return True  # as StreamReaderProtocol: the transport stays open for writing
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if exc is not None:
-            self._exception = exc
-        else:
-            self._eof = True
-        self._wake()
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- the proxy's side ----------------------------------------------------------------
-
-    async def _wait(self, waiter: asyncio.Future[None], timeout: float | None) -> None:
-        if timeout is None:
-            await waiter
-            return
-        handle = self._loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-
-    async def read(self, n: int, timeout: float | None) -> bytes:
-        """Up to ``n`` bytes, b"" at EOF; TimeoutError after ``timeout`` idle seconds."""
-        if self._exception is not None:
-            raise self._exception
-        buffer = self._buffer
-        if not buffer and not self._eof:
-            waiter = self._waiter = self._loop.create_future()
-            await self._wait(waiter, timeout)
-            if self._exception is not None and not buffer:
-                raise self._exception
-        if len(buffer) <= n:
-            data = bytes(buffer)
-            buffer.clear()
-        else:
-            data = bytes(buffer[:n])
-            del buffer[:n]
-        if self._paused and len(buffer) <= STREAM_LIMIT:
-            self._paused = False
-            assert self.transport is not None
-            self.transport.resume_reading()
-        return data
-
-    async def send(self, data: bytes, timeout: float | None) -> None:
-        """Write, then wait for the transport to drain if it asked us to pause."""
-        transport = self.transport
-        assert transport is not None
-        transport.write(data)
-        if self._exception is not None:
-            raise self._exception
-        if transport.is_closing():
-            await asyncio.sleep(0)
-        if self._lost:
-            raise ConnectionResetError("Connection lost")
-        if not self._write_paused:
-            return
-        waiter = self._drain_waiter = self._loop.create_future()
-        await self._wait(waiter, timeout)
-
-    def close(self) -> None:
-        """Close after our writes are flushed (a clean end of a finished exchange)."""
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        """Drop it now, unsent data and all (a failed or abandoned exchange)."""
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.abort()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class _Deadline:
-    """Cancel a task at a deadline, as ``asyncio.timeout`` does, for one await."""
-
-    __slots__ = ("task", "expired")
-
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
-        self.expired = False
-
-    def __call__(self) -> None:
-        self.expired = True
-        self.task.cancel()
-
-
-async def open_direct_connection(
-    endpoint: Endpoint, clock: Callable[[], float], timeout: float | None = None
-) -> DirectConnection:
-    """Connect a ``DirectConnection`` to ``endpoint``; TimeoutError after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    connection = DirectConnection(endpoint, loop)
-    factory = lambda: connection  # noqa: E731
-    if endpoint.is_unix:
-        connecting = loop.create_unix_connection(factory, endpoint.path)
-    else:
-        connecting = loop.create_connection(factory, endpoint.host, endpoint.port)
-    if timeout is None:
-        await connecting
-    else:
-        task = asyncio.current_task(loop)
-        assert task is not None
-        deadline = _Deadline(task)
-        handle = loop.call_later(timeout, deadline)
-        try:
-            await connecting
-        except asyncio.CancelledError:
-            if deadline.expired and task.uncancel() == 0:
-                raise TimeoutError() from None
-            raise
-        finally:
-            handle.cancel()
-    connection.opened = clock()
-    return connection
 
 
 class ConnectionPool:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from edge.config.schema import Endpoint
-from edge.upstream.pool import STREAM_LIMIT, DirectConnection, open_direct_connection
+from edge.upstream.connection import STREAM_LIMIT, UpstreamConnection, open_connection
 
 
 async def _server(handler: object) -> tuple[asyncio.Server, Endpoint]:
@@ -27,7 +27,7 @@ def test_send_read_and_eof() -> None:
 
         server, endpoint = await _server(echo)
         async with server:
-            connection = await open_direct_connection(endpoint, lambda: 7.0, 5.0)
+            connection = await open_connection(endpoint, lambda: 7.0, 5.0)
             assert connection.opened == 7.0 and not connection.reused
             await connection.send(b"hello", 5.0)
             received = b""
@@ -54,7 +54,7 @@ def test_read_times_out() -> None:
 
         server, endpoint = await _server(silent)
         async with server:
-            connection = await open_direct_connection(endpoint, lambda: 0.0)
+            connection = await open_connection(endpoint, lambda: 0.0)
             with pytest.raises(TimeoutError):
                 await connection.read(10, 0.05)
             connection.abort()
@@ -66,7 +66,7 @@ def test_read_times_out() -> None:
 def test_reading_pauses_past_the_limit_and_resumes() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        connection = DirectConnection(Endpoint(host="x", port=1), loop)
+        connection = UpstreamConnection(Endpoint(host="x", port=1), loop)
 
         class Transport:
             paused = False
@@ -96,6 +96,6 @@ def test_connect_refused() -> None:
         server.close()
         await server.wait_closed()
         with pytest.raises(OSError):
-            await open_direct_connection(endpoint, lambda: 0.0, 5.0)
+            await open_connection(endpoint, lambda: 0.0, 5.0)
 
     asyncio.run(scenario())

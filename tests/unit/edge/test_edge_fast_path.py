@@ -69,7 +69,7 @@ REQUESTS = [
     b"GET /static/small.txt HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
 ]
 
-_DATE = re.compile(rb"\r\nDate: [^\r]*")
+_DATE = re.compile(rb"\r\n(?:Date|Expires): [^\r]*")  # both follow the clock
 _LOG_TIME = re.compile(r"\[[^\]]*\]")
 
 

@@ -171,7 +171,10 @@ def test_templates_and_variables() -> None:
     assert variables.get("https") == b""
 
 
-def test_uwsgi_request_carries_exactly_the_nginx_vars() -> None:
+@pytest.mark.parametrize("keepalive", [0, 32])
+def test_uwsgi_request_carries_exactly_the_nginx_vars(keepalive: int) -> None:
+    """nginx's vars; with upstream keep-alive also the one var that offers it."""
+
     async def scenario() -> None:
         async with FakePeer(uwsgi_ok) as peer:
             location = proxy_location(
@@ -180,7 +183,7 @@ def test_uwsgi_request_carries_exactly_the_nginx_vars() -> None:
                     ProxyParam("UWSGI_SCHEME", "$https", if_not_empty=True),
                 )
             )
-            async with ProxiedLocation(location, peer.address) as setup:
+            async with ProxiedLocation(location, peer.address, keepalive=keepalive) as setup:
                 sink = await setup.request(
                     "POST",
                     "/caf%C3%A9/x?q=1",
@@ -196,7 +199,8 @@ def test_uwsgi_request_carries_exactly_the_nginx_vars() -> None:
         assert sink.status == 200 and sink.ended
         variables, body = peer.requests[0]
         assert body == b"hello"
-        assert variables == {
+        offer = {"WSGISTACK_KEEPALIVE": "1"} if keepalive else {}
+        assert variables == offer | {
             "QUERY_STRING": "q=1",
             "REQUEST_METHOD": "POST",
             "CONTENT_TYPE": "text/plain",
@@ -644,6 +648,107 @@ def test_stale_pooled_connection_is_retried_once_on_a_new_one() -> None:
                 # POST is not idempotent: a stale connection is the app's word against ours.
                 with pytest.raises(UpstreamError, match="prematurely closed"):
                     await setup.request("POST", "/", body=b"once")
+
+    run(scenario())
+
+
+async def uwsgi_keepalive(
+    peer: FakePeer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """An app server that accepts the WSGISTACK_KEEPALIVE offer: framed answers, same connection."""
+    while True:
+        try:
+            variables, body = await read_uwsgi(reader)
+        except asyncio.IncompleteReadError:
+            return
+        peer.requests.append((variables, body))
+        accepted = b"Wsgistack-Keepalive: timeout=5\r\n" if "WSGISTACK_KEEPALIVE" in variables else b""
+        writer.write(ok_response(b"port %d" % peer.port, extra=b"X-App: 1\r\n" + accepted))
+        await writer.drain()
+        if not accepted:
+            return
+
+
+def test_uwsgi_pool_keeps_connections_an_app_server_accepts() -> None:
+    async def scenario() -> None:
+        async with FakePeer(uwsgi_keepalive) as peer:
+            async with ProxiedLocation(proxy_location(), peer.address) as setup:
+                sinks = [await setup.request() for _ in range(10)]
+                body = await setup.request("POST", "/", body=b"payload")
+                pool = setup.runtime.pool("app")
+                assert (pool.opened, pool.reused, peer.connections) == (1, 10, 1)
+        assert all(sink.status == 200 and sink.body == b"port %d" % peer.port for sink in sinks)
+        # The acceptance is between edge and the app server: the client never sees it.
+        assert sinks[0].header_names() == ["content-length", "x-app"]
+        assert body.status == 200 and peer.requests[-1][1] == b"payload"
+
+    run(scenario())
+
+
+def test_uwsgi_peers_that_ignore_the_offer_get_a_connection_per_request() -> None:
+    """uWSGI, gunicorn --protocol uwsgi: a raw answer, then close, as without the offer."""
+
+    async def scenario() -> None:
+        async with FakePeer(uwsgi_ok) as peer:
+            async with ProxiedLocation(proxy_location(), peer.address) as setup:
+                for _ in range(3):
+                    assert (await setup.request()).status == 200
+                pool = setup.runtime.pool("app")
+                assert (pool.opened, pool.reused, len(pool), peer.connections) == (3, 0, 0, 3)
+
+    run(scenario())
+
+
+def test_uwsgi_keepalive_zero_sends_standard_packets_and_never_pools() -> None:
+    async def scenario() -> None:
+        async with FakePeer(uwsgi_keepalive) as peer:
+            async with ProxiedLocation(proxy_location(), peer.address, keepalive=0) as setup:
+                for _ in range(3):
+                    assert (await setup.request()).status == 200
+        assert peer.connections == 3
+        assert all("WSGISTACK_KEEPALIVE" not in variables for variables, _ in peer.requests)
+
+    run(scenario())
+
+
+def test_stale_pooled_uwsgi_connection_is_retried_once_on_a_new_one() -> None:
+    async def accepts_then_drops(
+        peer: FakePeer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # Accepts the offer for one request, then closes without answering the next:
+        # the race between our reuse and the app server's idle timeout.
+        variables, body = await read_uwsgi(reader)
+        peer.requests.append((variables, body))
+        writer.write(ok_response(extra=b"Wsgistack-Keepalive: timeout=5\r\n"))
+        await writer.drain()
+        await read_uwsgi(reader)
+
+    async def scenario() -> None:
+        async with FakePeer(accepts_then_drops) as peer:
+            async with ProxiedLocation(proxy_location(), peer.address) as setup:
+                assert (await setup.request()).status == 200
+                assert (await setup.request()).status == 200
+                assert setup.log.matching("on a kept-alive connection, retrying on a new one")
+                assert not setup.log.matching("[error]")
+                assert setup.runtime.pool("app").opened == 2
+                # POST is not idempotent: it is not sent twice.
+                with pytest.raises(UpstreamError, match="prematurely closed"):
+                    await setup.request("POST", "/", body=b"once")
+        assert [variables["REQUEST_METHOD"] for variables, _ in peer.requests] == ["GET", "GET"]
+
+    run(scenario())
+
+
+def test_uwsgi_idle_connections_leave_before_the_app_servers_timeout() -> None:
+    async def scenario() -> None:
+        async with FakePeer(uwsgi_keepalive) as peer:
+            location = proxy_location()
+            async with ProxiedLocation(location, peer.address, keepalive_timeout=60.0) as setup:
+                await setup.request()
+                pool = setup.runtime.pool("app")
+                (idle,) = pool._idle
+                # "timeout=5" from the app server: we give up one second before it does.
+                assert idle.idle_until == pytest.approx(setup.runtime.clock() + 4.0, abs=0.5)
 
     run(scenario())
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+
+import pytest
 
 from edge.config.schema import Endpoint
-from edge.upstream.pool import ConnectionPool, UpstreamConnection, UpstreamRuntime
+from edge.upstream.connection import UpstreamConnection
+from edge.upstream.pool import ConnectionPool, UpstreamRuntime
 from edge.upstream.resolver import Resolver, build_specs, needs_dns
 from tests.support.fake_exchange import (
     LogCollector,
@@ -33,35 +35,34 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closing
 
+    def close(self) -> None:
+        self.closing = True
+
     def abort(self) -> None:
         self.closing = self.aborted = True
 
 
-class FakeWriter:
-    def __init__(self) -> None:
-        self.transport = FakeTransport()
-
-    def is_closing(self) -> bool:
-        return self.transport.closing
-
-    def close(self) -> None:
-        self.transport.closing = True
+@pytest.fixture(scope="module", autouse=True)
+def _loop() -> Iterator[None]:
+    """A loop the pooled connections can belong to (they never wait on it here)."""
+    global _LOOP
+    _LOOP = asyncio.new_event_loop()
+    yield
+    _LOOP.close()
 
 
-class FakeReader:
-    def __init__(self) -> None:
-        self.eof = False
-
-    def at_eof(self) -> bool:
-        return self.eof
-
-    def exception(self) -> BaseException | None:
-        return None
+_LOOP: asyncio.AbstractEventLoop
 
 
 def connection(endpoint: Endpoint) -> UpstreamConnection:
-    fake: Any = (FakeReader(), FakeWriter())
-    return UpstreamConnection(fake[0], fake[1], endpoint, 0.0)
+    conn = UpstreamConnection(endpoint, _LOOP)
+    conn.connection_made(FakeTransport())  # type: ignore[arg-type]
+    return conn
+
+
+def closing(conn: UpstreamConnection) -> bool:
+    assert conn.transport is not None
+    return conn.transport.is_closing()
 
 
 A = Endpoint(host="10.0.0.1", port=8000)
@@ -75,12 +76,12 @@ def test_pool_hands_back_the_most_recent_live_connection() -> None:
     for conn in (first, second, other):
         pool.give(conn)
     assert pool.take(A) is second
-    second.reader.eof = True  # type: ignore[attr-defined]  # the backend closed it meanwhile
+    second.eof_received()  # the backend closed it meanwhile
     pool.give(second)
-    assert second.writer.is_closing()  # a dead connection is not parked
-    first.reader.eof = True  # type: ignore[attr-defined]
+    assert closing(second)  # a dead connection is not parked
+    first.eof_received()
     assert pool.take(A) is None  # the only one left for A is dead: dropped, not handed out
-    assert first.writer.transport.aborted  # type: ignore[attr-defined]
+    assert first.transport.aborted  # type: ignore[union-attr]
     assert pool.take(B) is other
     assert pool.reused == 2
 
@@ -91,7 +92,7 @@ def test_pool_bounds_idle_connections_and_their_age() -> None:
     conns = [connection(A) for _ in range(3)]
     for conn in conns:
         pool.give(conn)
-    assert len(pool) == 2 and conns[0].writer.is_closing()  # least recently used went first
+    assert len(pool) == 2 and closing(conns[0])  # least recently used went first
     clock.now += 11
     assert pool.take(A) is None
     assert len(pool) == 0  # take dropped every expired connection it looked at
@@ -111,11 +112,11 @@ def test_backend_keep_alive_timeout_shortens_ours() -> None:
     pool.give(short, keep_alive_hint=2.0)
     assert short.idle_until == clock.now + 1.0
     pool.retain({B})
-    assert len(pool) == 0 and conn.writer.is_closing()
+    assert len(pool) == 0 and closing(conn)
     none_kept = ConnectionPool(max_idle=0, idle_timeout=60.0, clock=clock)
     lone = connection(A)
     none_kept.give(lone)
-    assert len(none_kept) == 0 and lone.writer.is_closing()
+    assert len(none_kept) == 0 and closing(lone)
 
 
 def test_needs_dns() -> None:
