@@ -30,9 +30,9 @@ from appserver.environ import environ_from_http, environ_from_vars
 from appserver.loader import WSGIApp
 from appserver.log import RequestRecord
 from appserver.log import emit as write_log
-from appserver.response import SOCKET_TIMEOUTS, ClientGone, Response, send_file
+from appserver.response import SOCKET_TIMEOUTS, ClientGone, Response
 from appserver.scoreboard import CoreSlot
-from appserver.staticmap import StaticMap, evaluate
+from appserver.staticmap import StaticMap, evaluate_request, send_static_body
 from uwsgiproto import CLOSED, NEED_DATA, PacketDecoder, UwsgiProtocolError
 
 LogLine = Callable[[str], None]
@@ -396,14 +396,7 @@ class Handler:
         static_file = static_map.lookup(environ["PATH_INFO"])
         if static_file is None:
             return False
-        answer = evaluate(
-            static_file,
-            environ["REQUEST_METHOD"],
-            environ.get("HTTP_IF_NONE_MATCH"),
-            environ.get("HTTP_IF_MODIFIED_SINCE"),
-            environ.get("HTTP_RANGE"),
-            environ.get("HTTP_IF_RANGE"),
-        )
+        answer = evaluate_request(static_file, environ)
         if answer is None:
             return False
         try:
@@ -415,20 +408,21 @@ class Handler:
                 return False  # replaced between stat and open: its headers would lie
             response.start_response(answer.status, answer.headers)
             response.head_only = not answer.send_body
-            if answer.send_body and answer.byte_range is not None:
-                offset, length = answer.byte_range
-                response._prepare_head(length)
+            if answer.send_body:
+                response._prepare_head(answer.content_length)
                 response._flush_head(b"")
                 try:
-                    if length:
-                        response.body_bytes = send_file(
-                            response.sock, handle, offset, length, self.context.socket_timeout
-                        )
+                    response.body_bytes = send_static_body(
+                        response.sock, handle, answer, self.context.socket_timeout
+                    )
                 except (BrokenPipeError, ConnectionResetError, *SOCKET_TIMEOUTS) as exc:
                     response.keep_alive = False
                     write_log(
                         f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}"
                     )
+                else:
+                    if response.body_bytes != answer.content_length:
+                        response.keep_alive = False  # the file shrank: the framing is off
             else:
                 response.finish(0)
         return True
