@@ -30,7 +30,7 @@ from appserver.environ import environ_from_http, environ_from_vars
 from appserver.loader import WSGIApp
 from appserver.log import RequestRecord
 from appserver.log import emit as write_log
-from appserver.response import SOCKET_TIMEOUTS, ClientGone, Response
+from appserver.response import CLIENT_GONE_ERRORS, SOCKET_TIMEOUTS, ClientGone, Response
 from appserver.scoreboard import CoreSlot
 from appserver.staticmap import StaticMap, evaluate_request, send_static_body
 from uwsgiproto import CLOSED, NEED_DATA, PacketDecoder, UwsgiProtocolError
@@ -415,7 +415,7 @@ class Handler:
                     response.body_bytes = send_static_body(
                         response.sock, handle, answer, self.context.socket_timeout
                     )
-                except (BrokenPipeError, ConnectionResetError, *SOCKET_TIMEOUTS) as exc:
+                except CLIENT_GONE_ERRORS as exc:
                     response.keep_alive = False
                     write_log(
                         f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}"
