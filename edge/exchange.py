@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import os
 
-    from edge.config.schema import Location, Server
+    from edge.config.schema import Endpoint, Location, Server
 
 
 class EdgeError(Exception):
@@ -66,6 +66,36 @@ class ClientGone(Exception):
 
 
 @dataclass(slots=True)
+class UpstreamReport:
+    """A proxied request's upstream exchange as the access and error logs tell it.
+
+    Filled in by the proxy as the attempts go; the logs format it (nginx's
+    ``$upstream_addr``, ``$upstream_status``, ``$upstream_*_time`` and the
+    error log's ``upstream: "uwsgi://10.0.0.5:3031"``).  Times are seconds,
+    None for a phase not reached.
+    """
+
+    scheme: str  # "uwsgi" or "http"
+    name: str  # the upstream's name: the error log names it before a peer is chosen
+    peers: list[Endpoint] = field(default_factory=list)  # every peer tried, in order
+    status: int | None = None  # the last attempt's (502/504 for one that failed)
+    connect_time: float | None = None
+    header_time: float | None = None
+    response_time: float | None = None
+    cache_status: str | None = None  # "HIT" / "MISS" when the location has a microcache
+
+    @property
+    def addr(self) -> str:
+        """nginx's ``$upstream_addr``: ``10.0.0.5:3031, 10.0.0.6:3031``."""
+        return ", ".join(str(peer) for peer in self.peers)
+
+    @property
+    def url(self) -> str:
+        """The error log's ``upstream``: the last peer tried, else the upstream's name."""
+        return f"{self.scheme}://{self.peers[-1] if self.peers else self.name}"
+
+
+@dataclass(slots=True)
 class Request:
     """The request as the handlers see it.  Header names are lower-case bytes, as parsed."""
 
@@ -90,7 +120,8 @@ class Request:
     keep_alive: bool  # the client asked for it (the front decides in the end)
     started: float  # time.time() at the head's arrival (for logs)
     request_line: str  # 'GET /x HTTP/1.1', for the access log
-    extra: dict[str, str] = field(default_factory=dict)  # per-request notes (e.g. upstream address for logs)
+    upstream: UpstreamReport | None = None  # the proxy's account, for the logs
+    logged_status: int | None = None  # what the access log says when no response was sent (444)
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a header (name lower-case bytes), or None."""

@@ -46,16 +46,7 @@ from edge.body import RequestBodyReader
 from edge.config.schema import Listen, ProxyHandler, Server
 from edge.errorlog import request_context
 from edge.exchange import ClientError, ClientGone, EdgeError, Exchange, Request, ResponseAborted
-from edge.handlers import (
-    EXTRA_CACHE_STATUS,
-    EXTRA_STATUS,
-    EXTRA_UPSTREAM,
-    EXTRA_UPSTREAM_ADDR,
-    EXTRA_UPSTREAM_RESPONSE_TIME,
-    EXTRA_UPSTREAM_STATUS,
-    FastAnswer,
-    InternalRedirect,
-)
+from edge.handlers import FastAnswer, InternalRedirect
 from edge.limits import acquire_connections, limit_requests, release_connections
 from edge.realip import real_client_ip
 from edge.routing import normalize_host, normalize_uri
@@ -147,9 +138,9 @@ class RequestCycle:
 
     def log_status(self) -> int:
         """What the access log says: the status sent, else 499 (nginx's "client closed")."""
-        extra = self.request.extra.get(EXTRA_STATUS)
-        if extra is not None and extra.isdigit():
-            return int(extra)
+        logged = self.request.logged_status
+        if logged is not None:
+            return logged
         if self.response.started:
             return self.response.status
         return CLIENT_CLOSED
@@ -334,7 +325,7 @@ class Pipeline:
                 await response.end()
         except ResponseAborted as exc:
             cycle.broken = True
-            if cycle.request.extra.get(EXTRA_STATUS) is None:
+            if cycle.request.logged_status is None:
                 self.log(front, "info", f"response aborted: {exc}", cycle)
         except ClientGone as exc:
             cycle.client_gone = True
@@ -474,10 +465,8 @@ class Pipeline:
         if state.access_log is None:
             return
         request, response = cycle.request, cycle.response
-        extra = request.extra
+        report = request.upstream
         now = time.time()
-        upstream_status = extra.get(EXTRA_UPSTREAM_STATUS)
-        upstream_time = extra.get(EXTRA_UPSTREAM_RESPONSE_TIME)
         state.write_access(
             AccessEntry(
                 remote_addr=request.client_ip,
@@ -491,12 +480,10 @@ class Pipeline:
                 request_time=now - request.started,
                 http_host=request.header(b"host"),
                 http_x_forwarded_for=request.header(b"x-forwarded-for"),
-                upstream_addr=extra.get(EXTRA_UPSTREAM_ADDR),
-                upstream_status=int(upstream_status)
-                if upstream_status and upstream_status.isdigit()
-                else None,
-                upstream_response_time=_float_or_none(upstream_time),
-                cache_status=extra.get(EXTRA_CACHE_STATUS),
+                upstream_addr=None if report is None or not report.peers else report.addr,
+                upstream_status=None if report is None else report.status,
+                upstream_response_time=None if report is None else report.response_time,
+                cache_status=None if report is None else report.cache_status,
             )
         )
 
@@ -525,7 +512,7 @@ class Pipeline:
                 client=request.client_ip,
                 server=_server_name(request.server),
                 request=request.request_line,
-                upstream=request.extra.get(EXTRA_UPSTREAM),
+                upstream=None if request.upstream is None else request.upstream.url,
                 host=None if host is None else host.decode("latin-1"),
             )
         error_log.log(level, message, connection=front.number, context=context, exc=exc)
@@ -549,11 +536,3 @@ def _header(head: RequestHead, name: bytes) -> bytes | None:
 def _server_name(server: Server) -> str:
     return server.server_name[0] if server.server_name else ""
 
-
-def _float_or_none(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None

@@ -189,8 +189,9 @@ class VarsEncoder:
         modifier2: int = 0,
     ) -> None:
         names = [name.encode("ascii") for name, _if_not_empty in params]
+        # (name, length-prefixed key, its length + 2 for the value's own length, if_not_empty)
         self._params = tuple(
-            (name, _u16(len(name)) + name, if_not_empty)
+            (name, _u16(len(name)) + name, len(name) + 4, if_not_empty)
             for name, (_text, if_not_empty) in zip(names, params, strict=True)
         )
         self._param_names = frozenset(names)
@@ -229,7 +230,8 @@ class VarsEncoder:
         extend = parts.extend
         size = 0
         skipped: set[bytes] | None = None  # if_not_empty params left out: they override nothing
-        for (name, key, if_not_empty), given in zip(self._params, values, strict=True):
+        u16 = _U16
+        for (name, key, overhead, if_not_empty), given in zip(self._params, values, strict=True):
             value = given.encode("latin-1") if isinstance(given, str) else given
             if if_not_empty and not value:
                 if skipped is None:
@@ -237,10 +239,13 @@ class VarsEncoder:
                 skipped.add(name)
                 continue
             value_len = len(value)
-            if value_len > MAX_DATASIZE:
-                _too_big_var(name, value_len)
-            extend((key, _u16(value_len), value))
-            size += len(key) + 2 + value_len
+            if value_len >= 4096:
+                if value_len > MAX_DATASIZE:
+                    _too_big_var(name, value_len)
+                extend((key, value_len.to_bytes(2, "little"), value))
+            else:
+                extend((key, u16[value_len], value))
+            size += overhead + value_len
         forwarded: dict[bytes, list[bytes]] = {}  # var key -> [lower-case name, value...]
         header = self._header
         for name, value in headers:
@@ -263,9 +268,12 @@ class VarsEncoder:
             else:
                 value = (b"; " if lowered == b"cookie" else b", ").join(joined)
             value_len = len(value)
-            if value_len > MAX_DATASIZE:
-                _too_big_var(key[2:], value_len)
-            extend((key, _u16(value_len), value))
+            if value_len >= 4096:
+                if value_len > MAX_DATASIZE:
+                    _too_big_var(key[2:], value_len)
+                extend((key, value_len.to_bytes(2, "little"), value))
+            else:
+                extend((key, u16[value_len], value))
             size += len(key) + 2 + value_len
         if size > MAX_DATASIZE:
             raise VarsTooLarge(

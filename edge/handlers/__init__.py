@@ -28,11 +28,10 @@ follow ``Date`` without ``Connection``, each ending in CRLF, and the body) or
 None when the request needs ``handle`` (``edge.pipeline.Pipeline.answer_now``).
 It must decline everything it would not answer the same way as ``handle``.
 
-What handlers leave in ``request.extra`` for the logs (keys below): the proxy
-sets ``upstream_addr`` (``10.0.0.5:3031``), ``upstream`` (the URL the error
-log names, ``uwsgi://10.0.0.5:3031``), ``upstream_status``,
-``upstream_response_time`` (seconds, as text) and ``cache_status``
-(``HIT``/``MISS``).
+What handlers leave for the logs: the proxy fills ``request.upstream`` (an
+``edge.exchange.UpstreamReport``: the peers tried, the last status, the
+connect/header/response times, the cache status); a handler that ends
+without a response (``return 444``) sets ``request.logged_status``.
 """
 
 from __future__ import annotations
@@ -48,14 +47,6 @@ from edge.exchange import Exchange, Request, UpstreamError
 
 if TYPE_CHECKING:
     from edge.errorlog import ErrorLog
-
-# Keys of Request.extra read by the access and error logs.
-EXTRA_UPSTREAM_ADDR = "upstream_addr"
-EXTRA_UPSTREAM = "upstream"
-EXTRA_UPSTREAM_STATUS = "upstream_status"
-EXTRA_UPSTREAM_RESPONSE_TIME = "upstream_response_time"
-EXTRA_CACHE_STATUS = "cache_status"
-EXTRA_STATUS = "status"  # set by a handler that ends without a response (444)
 
 # respond_now's answer: (status, header lines after Date without Connection, body).
 FastAnswer = tuple[int, bytes, bytes]

@@ -13,7 +13,7 @@ from http import HTTPStatus
 
 from edge.config.schema import Location, ReturnHandler
 from edge.exchange import Exchange, ResponseAborted
-from edge.handlers import EXTRA_STATUS, FastAnswer, expand_variables, special_response_body
+from edge.handlers import FastAnswer, expand_variables, special_response_body
 from httpproto import RequestHead, encode_head_bytes
 
 _CLOSE_WITHOUT_RESPONSE = 444
@@ -73,7 +73,7 @@ class FixedResponse:
         request, response = exchange.request, exchange.response
         status = self.settings.status
         if status == _CLOSE_WITHOUT_RESPONSE:
-            request.extra[EXTRA_STATUS] = str(status)
+            request.logged_status = status
             raise ResponseAborted("return 444: closing the connection without a response")
         settings = self.settings
         location = settings.location

@@ -26,7 +26,7 @@ phase and the cause, ``(hint: ...)`` where we can tell what to change
 were retried are logged here, with that context.  The failure that ends the
 request is raised as ``UpstreamError`` (502) or ``UpstreamTimeout`` (504)
 whose message is the line without the context: the front logs it and adds
-the context itself, reading the peer from ``request.extra["upstream"]``.
+the context itself, reading the peer from the request's ``UpstreamReport``.
 
 *Bodies.*  uwsgi needs ``CONTENT_LENGTH`` up front, so a chunked body is
 read whole first (``read_all``, spooled to disk past 1 MiB) as nginx does; a
@@ -50,11 +50,10 @@ client goes away, the upstream connection is dropped, unless
 ``ignore_client_abort``: then the upstream response is read to its end (and
 the request survives the front cancelling it).
 
-Per-request notes for the access log go in ``request.extra``:
-``upstream_addr`` (every peer tried, nginx style ``a, b``), ``upstream``
-(``uwsgi://10.0.0.5:3031``, the last peer, for the error-log context),
-``upstream_status`` and ``upstream_response_time`` (the last attempt),
-``upstream_connect_time``, ``upstream_header_time``, and ``cache_status``.
+What the logs need goes in ``request.upstream``, an ``UpstreamReport``: every
+peer tried (nginx's ``$upstream_addr``), the last attempt's status and
+connect, header and response times (seconds), and the cache status.  The
+error log's ``upstream: "uwsgi://10.0.0.5:3031"`` is the last peer tried.
 """
 
 from __future__ import annotations
@@ -78,6 +77,7 @@ from edge.exchange import (
     RequestBody,
     ResponseAborted,
     UpstreamError,
+    UpstreamReport,
     UpstreamTimeout,
 )
 from edge.upstream.balancer import Peer
@@ -505,31 +505,30 @@ class ProxyHandlerImpl:
 
     async def _proxy(self, exchange: Exchange) -> None:
         request = exchange.request
+        report = request.upstream = UpstreamReport(self._scheme, self.settings.upstream)
         cache = self._cache
         if cache is not None and request.method in ("GET", "HEAD"):
             hit = cache.lookup(request)
-            request.extra["cache_status"] = "HIT" if hit is not None else "MISS"
+            report.cache_status = "HIT" if hit is not None else "MISS"
             if hit is not None:
                 await self._send_cached(exchange, hit)
                 return
         try:
             group = self.runtime.group(self.settings.upstream)
         except KeyError:
-            self._note_upstream(request, None)
             raise UpstreamError(f'no upstream named "{self.settings.upstream}"') from None
         body = await self._body(exchange)
         response: _Response | None = None
         tried: list[Peer] = []
         try:
-            response = await self._attempts(exchange, group, body, tried)
-            await self._relay(exchange, group, response)
+            response = await self._attempts(exchange, report, group, body, tried)
+            await self._relay(exchange, report, group, response)
         finally:
             body.close()
             if response is not None:
                 group.balancer.release(response.peer)
             if tried:
-                request.extra["upstream_addr"] = ", ".join(str(p.endpoint) for p in tried)
-                self._note_upstream(request, tried[-1])
+                report.peers = [peer.endpoint for peer in tried]
 
     async def _body(self, exchange: Exchange) -> _Body:
         request = exchange.request
@@ -546,7 +545,12 @@ class ProxyHandlerImpl:
     # -- attempts --------------------------------------------------------------------------
 
     async def _attempts(
-        self, exchange: Exchange, group: UpstreamGroup, body: _Body, tried: list[Peer]
+        self,
+        exchange: Exchange,
+        report: UpstreamReport,
+        group: UpstreamGroup,
+        body: _Body,
+        tried: list[Peer],
     ) -> _Response:
         """Try peers until one answers with a head we relay; the peer stays acquired."""
         request = exchange.request
@@ -558,7 +562,6 @@ class ProxyHandlerImpl:
         packet = self._uwsgi_packet(request, variables) if self._scheme == "uwsgi" else b""
         peer = balancer.pick(started, request.client_ip, tried)
         if peer is None:
-            self._note_upstream(request, None)
             raise UpstreamError(
                 f'no live upstreams while connecting to upstream "{group.name}"'
                 " (hint: every server of the upstream is down or failed within its"
@@ -572,11 +575,11 @@ class ProxyHandlerImpl:
             attempt_started = clock()
             try:
                 response = await self._attempt(
-                    exchange, group, peer, body, variables, packet, fresh, attempt_started
+                    exchange, report, group, peer, body, variables, packet, fresh, attempt_started
                 )
             except _Failure as failure:
                 balancer.release(peer)
-                request.extra["upstream_status"] = str(failure.status)
+                report.status = failure.status
                 if failure.stale and not fresh_retry_used and self._may_resend(request, body):
                     # The backend closed a kept-alive connection as we reused it: not
                     # the peer's fault, and nothing reached the app.  Once, same peer.
@@ -593,8 +596,7 @@ class ProxyHandlerImpl:
                 fresh = False
                 next_peer = self._next_peer(request, group, body, tried, failure, started)
                 if next_peer is None:
-                    # The front logs this one, with the context (extra["upstream"] names the peer).
-                    self._note_upstream(request, peer)
+                    # The front logs this one, with the context (the report names the peer).
                     self._report_failure(group, peer, failure.phase, request)
                     error = UpstreamTimeout if failure.kind == "timeout" else UpstreamError
                     raise error(message) from None
@@ -606,8 +608,8 @@ class ProxyHandlerImpl:
                 balancer.release(peer)
                 raise
             status = response.head.status
-            request.extra["upstream_status"] = str(status)
-            request.extra["upstream_header_time"] = f"{clock() - attempt_started:.3f}"
+            report.status = status
+            report.header_time = clock() - attempt_started
             if f"http_{status}" in settings.next_upstream:
                 status_failure = _Failure(
                     f"http_{status}", "header", f"upstream returned {status}", request_sent=True
@@ -678,6 +680,7 @@ class ProxyHandlerImpl:
     async def _attempt(
         self,
         exchange: Exchange,
+        report: UpstreamReport,
         group: UpstreamGroup,
         peer: Peer,
         body: _Body,
@@ -696,11 +699,9 @@ class ProxyHandlerImpl:
             if connection is None:
                 connection = await self._connect(peer)
                 group.pool.opened += 1
-                request.extra["upstream_connect_time"] = (
-                    f"{self.runtime.clock() - attempt_started:.3f}"
-                )
+                report.connect_time = self.runtime.clock() - attempt_started
             else:
-                request.extra["upstream_connect_time"] = "0.000"
+                report.connect_time = 0.0
             body.rewind()
             if self._scheme == "uwsgi":
                 await self._send_uwsgi(connection, packet, body)
@@ -867,7 +868,6 @@ class ProxyHandlerImpl:
         try:
             return self._uwsgi_vars.encode(values, request.headers, exclude)
         except VarsTooLarge as exc:
-            self._note_upstream(request, None)
             raise ClientError(
                 f"{exc} while sending request to upstream", status=431, level="warn"
             ) from None
@@ -911,7 +911,9 @@ class ProxyHandlerImpl:
 
     # -- relaying the response --------------------------------------------------------------
 
-    async def _relay(self, exchange: Exchange, group: UpstreamGroup, response: _Response) -> None:
+    async def _relay(
+        self, exchange: Exchange, report: UpstreamReport, group: UpstreamGroup, response: _Response
+    ) -> None:
         request = exchange.request
         sink = exchange.response
         head = response.head
@@ -963,7 +965,7 @@ class ProxyHandlerImpl:
                         raise
                     client_gone = True  # keep reading the upstream to its end
                     collector = None
-            self._finish_timing(request, response)
+            self._finish_timing(report, response)
             hint = self._reuse_hint(head, parser)
             if hint is not None:
                 group.pool.give(connection, hint if hint > 0 else None)
@@ -977,7 +979,7 @@ class ProxyHandlerImpl:
             await sink.end()
         finally:
             if not kept:
-                self._finish_timing(request, response)
+                self._finish_timing(report, response)
                 connection.abort()
 
     def _reuse_hint(self, head: ResponseHead, parser: ResponseParser) -> float | None:
@@ -1002,8 +1004,8 @@ class ProxyHandlerImpl:
         self.runtime.log("error", message + self._context(request, response.peer))
         raise ResponseAborted(message)
 
-    def _finish_timing(self, request: Request, response: _Response) -> None:
-        request.extra["upstream_response_time"] = f"{self.runtime.clock() - response.started:.3f}"
+    def _finish_timing(self, report: UpstreamReport, response: _Response) -> None:
+        report.response_time = self.runtime.clock() - response.started
 
     async def _send_cached(self, exchange: Exchange, entry: CachedResponse) -> None:
         sink = exchange.response
@@ -1014,18 +1016,11 @@ class ProxyHandlerImpl:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _note_upstream(self, request: Request, peer: Peer | None) -> str:
-        """``uwsgi://10.0.0.5:3031`` (or ``uwsgi://app`` before any peer), kept in
-        ``request.extra["upstream"]`` for the front's error-log context."""
-        target = str(peer.endpoint) if peer is not None else self.settings.upstream
-        upstream = f"{self._scheme}://{target}"
-        request.extra["upstream"] = upstream
-        return upstream
-
     def _context(self, request: Request, peer: Peer | None) -> str:
         """nginx's error-log tail (client, server, request, upstream, host) for the
         lines the proxy logs itself; the front adds it to the errors we raise."""
-        upstream = self._note_upstream(request, peer)
+        target = str(peer.endpoint) if peer is not None else self.settings.upstream
+        upstream = f"{self._scheme}://{target}"
         host = request.header(b"host")
         return request_context(
             client=request.client_ip,

@@ -192,7 +192,7 @@ def test_appserver_over_uwsgi(appservers: Callable[..., list[tuple[ServerProcess
             assert environ["REQUEST_URI"] == "/environ?x=1"
             assert environ["HTTP_COOKIE"] == "a=1; b=2"
             assert environ["HTTP_HOST"] == "localhost"
-            assert proxy.last.request.extra["upstream_addr"] == address
+            assert proxy.last.request.upstream.addr == address
 
     run(scenario())
 
@@ -306,7 +306,7 @@ def test_hung_backend_gives_504(appservers: Callable[..., list[tuple[ServerProce
             with pytest.raises(UpstreamTimeout) as info:
                 await proxy.request("GET", "/slow?2")
             assert loop.time() - started < 1.5
-            assert proxy.last.request.extra["upstream"] == f"uwsgi://{address}"
+            assert proxy.last.request.upstream.url == f"uwsgi://{address}"
         message = str(info.value)
         assert info.value.status == 504
         assert message.startswith(

@@ -261,7 +261,7 @@ def test_connect_refused_goes_to_the_next_peer_and_is_logged() -> None:
             for _ in range(2):
                 sink = await setup.request("GET", "/")
                 assert sink.status == 200
-            extra = setup.last.request.extra
+            report = setup.last.request.upstream
         lines = setup.log.matching("connect() to")
         assert lines[0] == (
             f"connect() to {dead} failed (111: Connection refused) while connecting to upstream"
@@ -271,7 +271,7 @@ def test_connect_refused_goes_to_the_next_peer_and_is_logged() -> None:
         )
         assert setup.log.matching("upstream server temporarily disabled while connecting")
         # The dead peer is out for fail_timeout: the second request went straight to the live one.
-        assert extra["upstream_addr"] == peer.address
+        assert report is not None and report.addr == peer.address
         assert len(lines) == 1
 
     run(scenario())
@@ -291,7 +291,7 @@ def test_post_is_retried_only_when_nothing_was_sent() -> None:
                 # GET: the premature close is an "error", retried on the next peer.
                 sink = await setup.request("GET", "/")
                 assert sink.status == 200
-                assert setup.last.request.extra["upstream_addr"] == f"{bad.address}, {good.address}"
+                assert setup.last.request.upstream.addr == f"{bad.address}, {good.address}"
             async with ProxiedLocation(
                 proxy_location(), bad.address, good.address, max_fails=0
             ) as setup:
@@ -302,8 +302,8 @@ def test_post_is_retried_only_when_nothing_was_sent() -> None:
                     "upstream prematurely closed connection while reading response header"
                     in str(info.value)
                 )
-                # The front adds the context; the peer is in extra["upstream"] for it.
-                assert setup.last.request.extra["upstream"] == f"uwsgi://{bad.address}"
+                # The front adds the context; the peer is in the upstream report for it.
+                assert setup.last.request.upstream.url == f"uwsgi://{bad.address}"
                 assert info.value.status == 502
             async with ProxiedLocation(proxy_location(), refused_address(), good.address) as setup:
                 sink = await setup.request("POST", "/", body=b"pay")  # refused: never sent
@@ -325,12 +325,12 @@ def test_next_upstream_off_and_tries() -> None:
             ) as setup:
                 with pytest.raises(UpstreamError, match="Connection refused"):
                     await setup.request()
-                assert setup.last.request.extra["upstream_addr"] == dead[0]
+                assert setup.last.request.upstream.addr == dead[0]
             location = proxy_location(next_upstream_tries=2)
             async with ProxiedLocation(location, *dead, good.address) as setup:
                 with pytest.raises(UpstreamError):
                     await setup.request()
-                assert setup.last.request.extra["upstream_addr"].count(",") == 1
+                assert setup.last.request.upstream.addr.count(",") == 1
 
     run(scenario())
 
@@ -348,7 +348,7 @@ def test_all_peers_down_gives_no_live_upstreams() -> None:
             'no live upstreams while connecting to upstream "app" (hint: every server'
         )
         assert second.value.status == 502
-        assert setup.last.request.extra["upstream"] == "uwsgi://app"
+        assert setup.last.request.upstream.url == "uwsgi://app"
 
     run(scenario())
 
@@ -371,7 +371,7 @@ def test_hung_peer_times_out_with_504() -> None:
             "upstream timed out (110: Connection timed out) while reading response header"
             " from upstream (hint: the app took longer than proxy_read_timeout (0.2s)"
         )
-        assert setup.last.request.extra["upstream"] == f"uwsgi://{peer.address}"
+        assert setup.last.request.upstream.url == f"uwsgi://{peer.address}"
 
     run(scenario())
 
@@ -760,7 +760,7 @@ def test_cache_serves_hits_without_the_upstream() -> None:
             async with ProxiedLocation(location, peer.address) as setup:
                 first = await setup.request("GET", "/page")
                 second = await setup.request("GET", "/page")
-                assert setup.last.request.extra["cache_status"] == "HIT"
+                assert setup.last.request.upstream.cache_status == "HIT"
                 third = await setup.request("GET", "/page?other")
         assert first.header("x-cache") == "MISS" and second.header("x-cache") == "HIT"
         assert first.body == second.body and second.header("content-length") == str(len(first.body))
