@@ -652,10 +652,15 @@ class Arbiter:
             new_config, _ = self.load_config(argv, cwd=launch_cwd)
             # A master that already gave up root cannot take other ids: refuse before exec.
             privileges.check_reachable(privileges.resolve(new_config.uid, new_config.gid))
-        except (ConfigError, PrivilegeError) as exc:
-            emit(f"reload refused, still serving with the old config: {exc}")
+        except (ConfigError, PrivilegeError, OSError) as exc:
+            # OSError: the launch directory, entered as root, may be closed to the dropped user.
+            reason = f"{_where(exc)}{exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            emit(f"reload refused, still serving with the old config: {reason}")
             if self.config.chdir:
-                os.chdir(self.config.chdir)
+                try:
+                    os.chdir(self.config.chdir)
+                except OSError:
+                    pass
             return
         emit(
             "graceful reload: re-executing the master; the old workers serve until the new ones are ready"

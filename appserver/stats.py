@@ -27,7 +27,7 @@ from appserver.scoreboard import WorkerSnapshot
 
 # struct tcp_info: 8 single bytes, then u32 fields; tcpi_unacked is the 5th u32
 # (the current accept queue on a listener) and tcpi_sacked the 6th (its limit).
-_TCP_INFO_QUEUE = struct.Struct("<8x4xIIII")
+_TCP_INFO_QUEUE = struct.Struct("<8x16xII")
 
 
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
@@ -36,7 +36,7 @@ def listen_queue(sock: socket.socket) -> tuple[int, int]:
         return 0, 0
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        _, _, unacked, sacked = _TCP_INFO_QUEUE.unpack_from(info)
+        unacked, sacked = _TCP_INFO_QUEUE.unpack_from(info)
     except (OSError, struct.error):
         return 0, 0
     return unacked, sacked
