@@ -55,7 +55,7 @@ from appserver import listeners as listeners_mod
 from appserver import privileges, router, stats
 from appserver import scoreboard as sb
 from appserver.config import AppServerConfig, ConfigError
-from appserver.listeners import INHERIT_ENV, Listener, ListenerError
+from appserver.listeners import INHERIT_ENV, Listener, ListenerError, prepare_listener
 from appserver.loader import (
     AppLoadError,
     WSGIApp,
@@ -830,6 +830,11 @@ def run(config: AppServerConfig, load_config: ConfigLoader) -> int:
     if len(listeners) == 0:
         emit("appserver: no listener configured")
         return EXIT_CONFIG
+    # Linux copies a listener's options into a connection when its handshake completes,
+    # not at accept(): set socket-timeout now, so that a client queued before the first
+    # worker runs is bounded by it too (a worker sets them again, to the same values).
+    for listener in listeners:
+        prepare_listener(listener, float(config.socket_timeout))
 
     if config.daemonize and not reexec:
         _daemonize()
