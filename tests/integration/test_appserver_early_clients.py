@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.support.clients import recv_all, uwsgi_request
 from tests.support.processes import ServerProcess
 
-SLOW_IMPORT_APP = '''
+SLOW_IMPORT_APP = """
 import time
 
 time.sleep(2)  # a big Django project, say: the worker is not accepting yet
@@ -25,7 +25,7 @@ time.sleep(2)  # a big Django project, say: the worker is not accepting yet
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
-'''
+"""
 
 
 def test_a_client_queued_before_the_first_worker_is_cut_after_socket_timeout(
