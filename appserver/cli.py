@@ -286,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"appserver: warning: {warning}", file=sys.stderr)
 
     # Imported late: the master pulls in the whole server, which --help and
-    # config errors do not need.
+    # config errors do not need.  The master gets load_config as a value, for
+    # reloads, rather than importing this module back.
     from appserver.master import run
 
-    return run(config)
+    return run(config, load_config)

@@ -50,6 +50,8 @@ class AppServerConfig:
     worker_reload_mercy: int = 60  # seconds a stopping worker gets before SIGKILL
     die_on_term: bool = False  # accepted for uWSGI compatibility: SIGTERM always stops here
     touch_reload: tuple[str, ...] = ()
+    # Run as (names or numbers): the master drops root after binding and writing the
+    # pidfile, before the app loads (appserver.privileges).
     uid: str | None = None
     gid: str | None = None
 

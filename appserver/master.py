@@ -26,25 +26,36 @@ Signals, and how they differ from uWSGI 2.0 (see the README's table):
   which were its children before exec and still are.  A config that no longer
   parses is refused before exec and the old generation keeps serving.
 - SIGUSR1: logs a one-line status of every worker.
+
+Harakiri reads ``CLOCK_MONOTONIC`` (``Arbiter.clock``), never the wall clock,
+so a clock step neither kills every busy worker nor spares a stuck one.  It
+also covers the old generation while it drains after a reload: the
+scoreboard is a memfd handed across the re-exec together with each old
+worker's slot, and each old worker keeps the harakiri it was started with.
+
+The wake pipe, the notify pipe, reaping and the respawn back-off are the
+``prefork`` kernel, shared with edge's master.  The master drops ``uid`` /
+``gid`` (``appserver.privileges``) after binding, daemonizing and writing the
+pidfile, and before it loads the app or forks a worker.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import sys
 import time
 import traceback
-from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from appserver import listeners as listeners_mod
-from appserver import router
+from appserver import privileges, router, stats
 from appserver import scoreboard as sb
 from appserver.config import AppServerConfig, ConfigError
-from appserver.listeners import INHERIT_ENV, Listener, ListenerError
+from appserver.listeners import INHERIT_ENV, Listener, ListenerError, prepare_listener
 from appserver.loader import (
     AppLoadError,
     WSGIApp,
@@ -54,10 +65,15 @@ from appserver.loader import (
 )
 from appserver.log import emit, format_startup, log_path, redirect_output
 from appserver.pidfile import remove_pidfile, write_pidfile
+from appserver.privileges import PrivilegeError
 from appserver.scoreboard import Scoreboard
 from appserver.worker import EXIT_APP_LOAD_FAILED, Worker
+from prefork import ExitStatus, RespawnSchedule, Supervisor, die_with_parent, fork_child
+from prefork import reap as reap_children
+from prefork import send_signal as _signal
 
 OLD_WORKERS_ENV = "APPSERVER_OLD_WORKERS"
+OLD_BOARDS_ENV = "APPSERVER_OLD_BOARDS"
 REEXEC_ENV = "APPSERVER_REEXEC"
 LAUNCH_CWD_ENV = "APPSERVER_LAUNCH_CWD"
 
@@ -67,10 +83,24 @@ EXIT_CONFIG = 1
 EXIT_APP = 4
 
 TICK = 1.0
-# A worker that dies younger than this is respawned after a pause, so a
-# crashing app does not turn the master into a fork loop.
-MIN_WORKER_LIFETIME = 1.0
 FAST_STOP_GRACE = 3.0
+_HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+
+
+class ConfigLoader(Protocol):
+    """``appserver.cli.load_config``: how a reload re-reads argv (passed in, so the
+    master does not import the command line that imports it)."""
+
+    def __call__(
+        self, argv: Sequence[str], *, cwd: str | None = None
+    ) -> tuple[AppServerConfig, list[str]]: ...
 
 
 @dataclass(slots=True)
@@ -88,11 +118,96 @@ class WorkerProcess:
 
 
 @dataclass(slots=True)
+class InheritedBoard:
+    """The scoreboard of an earlier generation, mapped while its workers drain."""
+
+    board: Scoreboard
+    harakiri: int  # the limit those workers were started with
+
+
+@dataclass(slots=True)
 class OldWorker:
     """A worker of the generation before a graceful reload (a child of this process)."""
 
     pid: int
+    worker_id: int = 0
+    board: InheritedBoard | None = None  # None: handed over without its slot (no harakiri)
+    slot: int = -1
     stop_sent_at: float | None = None
+    killed_for: str | None = None
+
+
+def export_workers(
+    board: Scoreboard,
+    harakiri: int,
+    current: Iterable[tuple[int, int, int]],
+    old: Iterable[OldWorker],
+) -> tuple[str, str, list[int]]:
+    """Describe this generation's workers ``(pid, worker_id, slot)`` and the older ones
+    for the re-executed master: (workers spec, boards spec, board fds to keep open).
+
+    A worker is ``pid:worker_id:board:slot``, ``board`` indexing the boards spec,
+    whose entries are ``fd:workers:cores:harakiri``.  A bare ``pid`` is a worker
+    whose board could not be handed over (no memfd): it is stopped, not watched.
+    """
+    boards: list[tuple[Scoreboard, int]] = []
+    index_of: dict[int, int] = {}
+
+    def board_index(candidate: Scoreboard, limit: int) -> int | None:
+        if candidate.fd is None:
+            return None
+        if id(candidate) not in index_of:
+            index_of[id(candidate)] = len(boards)
+            boards.append((candidate, limit))
+        return index_of[id(candidate)]
+
+    items = []
+    for pid, worker_id, slot in current:
+        index = board_index(board, harakiri)
+        items.append(str(pid) if index is None else f"{pid}:{worker_id}:{index}:{slot}")
+    for worker in old:
+        inherited = worker.board
+        index = None if inherited is None else board_index(inherited.board, inherited.harakiri)
+        items.append(
+            str(worker.pid)
+            if index is None
+            else f"{worker.pid}:{worker.worker_id}:{index}:{worker.slot}"
+        )
+    boards_spec = ";".join(
+        f"{candidate.fd}:{candidate.workers}:{candidate.cores}:{limit}"
+        for candidate, limit in boards
+    )
+    return (
+        ",".join(items),
+        boards_spec,
+        [candidate.fd for candidate, _ in boards if candidate.fd is not None],
+    )
+
+
+def import_workers(workers_spec: str, boards_spec: str) -> dict[int, OldWorker]:
+    """The old generation as ``export_workers`` described it, with its boards mapped."""
+    boards = []
+    for item in boards_spec.split(";"):
+        if not item:
+            continue
+        fd, workers, cores, harakiri = (int(part) for part in item.split(":"))
+        os.set_inheritable(fd, False)
+        boards.append(InheritedBoard(Scoreboard.attach(fd, workers, cores), harakiri))
+    old: dict[int, OldWorker] = {}
+    for item in workers_spec.split(","):
+        if not item:
+            continue
+        fields = [int(part) for part in item.split(":")]
+        if len(fields) == 4:
+            pid, worker_id, index, slot = fields
+            old[pid] = OldWorker(pid, worker_id, boards[index], slot)
+        else:  # a bare pid (an older appserver's format)
+            old[fields[0]] = OldWorker(fields[0])
+    used = {id(worker.board) for worker in old.values()}
+    for inherited in boards:
+        if id(inherited) not in used:
+            inherited.board.close()
+    return old
 
 
 @dataclass
@@ -100,21 +215,20 @@ class Arbiter:
     config: AppServerConfig
     listeners: list[Listener]
     app: WSGIApp | None
+    load_config: ConfigLoader
     old_workers: dict[int, OldWorker] = field(default_factory=dict)
     degraded: bool = False  # the reload failed to load the app: only the old generation serves
     routers: dict[str, int] = field(default_factory=dict)  # http address -> pid of its HTTP front
+    # Harakiri's clock: CLOCK_MONOTONIC, the clock CoreSlot.begin records (a seam for tests).
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.board = Scoreboard(workers=2 * self.config.processes, cores=self.config.threads)
         self.workers: dict[int, WorkerProcess] = {}
-        self.signals: deque[int] = deque()
-        self.wake_r, self.wake_w = os.pipe()
-        self.notify_r, self.notify_w = os.pipe()
-        for fd in (self.wake_r, self.wake_w, self.notify_r):
-            os.set_blocking(fd, False)
+        self.supervisor = Supervisor()
         self.stopping: str | None = None  # "graceful" or "fast"
         self.stop_deadline = 0.0
-        self.respawn_after: dict[int, float] = {}  # worker_id -> monotonic time
+        self.respawn: RespawnSchedule[int] = RespawnSchedule()  # by worker_id
         self.touch_mtimes = {path: _mtime(path) for path in self.config.touch_reload}
         self.ever_ready = False
         self.stats_sock: socket.socket | None = None
@@ -123,6 +237,7 @@ class Arbiter:
         self.exit_code = EXIT_OK
         self.workers_stop_pending = False
         self.respawn_counts: dict[int, int] = {}
+        self.pid = os.getpid()
         self.harakiri_counts: dict[int, int] = {}
 
     # -- start -------------------------------------------------------------------
@@ -142,19 +257,7 @@ class Arbiter:
             self._cleanup()
 
     def _install_signals(self) -> None:
-        for signum in (
-            signal.SIGTERM,
-            signal.SIGINT,
-            signal.SIGQUIT,
-            signal.SIGHUP,
-            signal.SIGUSR1,
-            signal.SIGCHLD,
-        ):
-            signal.signal(signum, self._enqueue_signal)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-
-    def _enqueue_signal(self, signum: int, frame: object) -> None:
-        self.signals.append(signum)
+        self.supervisor.install(_HANDLED)
 
     def _open_stats(self) -> None:
         assert self.config.stats is not None
@@ -180,9 +283,13 @@ class Arbiter:
     ) -> WorkerProcess:
         slot = self._free_slot()
         self.board.reset_worker(slot, 0, respawns, self.harakiri_counts.get(worker_id, 0))
-        pid = os.fork()
-        if pid == 0:
-            self._become_worker(worker_id, slot)  # never returns
+
+        def crashed(exc: BaseException) -> None:
+            emit(
+                f"worker {worker_id} (pid: {os.getpid()}) crashed:\n{traceback.format_exc().rstrip()}"
+            )
+
+        pid = fork_child(lambda: self._become_worker(worker_id, slot), on_crash=crashed)
         self.board.set_pid(slot, pid)
         process = WorkerProcess(
             worker_id, slot, pid, time.monotonic(), respawns, replacing=replacing
@@ -191,54 +298,48 @@ class Arbiter:
         emit(f"spawned worker {worker_id} (pid: {pid}, threads: {self.config.threads})")
         return process
 
-    def _become_worker(self, worker_id: int, slot: int) -> None:
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for fd in (self.wake_r, self.wake_w, self.notify_r):
-                os.close(fd)
-            if self.stats_sock is not None:
-                self.stats_sock.close()
-            app = self.app
-            if app is None:
-                try:
-                    prepare_interpreter(self.config)
-                    app = load_application(self.config)
-                except AppLoadError as exc:
-                    emit(f"worker {worker_id} (pid: {os.getpid()}): cannot load the app: {exc}")
-                    if exc.__cause__ is not None:
-                        emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
-                    os._exit(EXIT_APP_LOAD_FAILED)
-            worker = Worker(
-                self.config, app, self.listeners, self.board, slot, worker_id, self.notify_w
-            )
-            code = worker.run()
-        except BaseException:
-            emit(
-                f"worker {worker_id} (pid: {os.getpid()}) crashed:\n{traceback.format_exc().rstrip()}"
-            )
-        finally:
-            os._exit(code)
+    def _become_worker(self, worker_id: int, slot: int) -> int:
+        """The worker process, from fork to exit; returns its exit code."""
+        self.supervisor.enter_child()
+        # no-orphans: a worker whose master died stops gracefully.  SIGTERM's default
+        # action covers the moments before Worker.run installs its own handler.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        die_with_parent(signal.SIGTERM, self.pid)
+        self.board.close_fd()  # the mapping stays; the descriptor is the master's
+        for old in self.old_workers.values():
+            if old.board is not None:
+                old.board.board.close_fd()
+        if self.stats_sock is not None:
+            self.stats_sock.close()
+        app = self.app
+        if app is None:
+            try:
+                prepare_interpreter(self.config)
+                app = load_application(self.config)
+            except AppLoadError as exc:
+                emit(f"worker {worker_id} (pid: {os.getpid()}): cannot load the app: {exc}")
+                if exc.__cause__ is not None:
+                    emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
+                return EXIT_APP_LOAD_FAILED
+        worker = Worker(
+            self.config, app, self.listeners, self.board, slot, worker_id, self.supervisor.notify_w
+        )
+        return worker.run()
 
     # -- the loop ------------------------------------------------------------------
 
     def _loop(self) -> int:
-        readers = [self.wake_r, self.notify_r]
-        if self.stats_sock is not None:
-            readers.append(self.stats_sock.fileno())
+        signals = self.supervisor.signals
         while True:
-            try:
-                ready, _, _ = select.select(readers, [], [], TICK)
-            except InterruptedError:
-                ready = []
-            if self.wake_r in ready:
-                _drain(self.wake_r)
-            if self.notify_r in ready:
-                self._read_notifications()
-            if self.stats_sock is not None and self.stats_sock.fileno() in ready:
+            stats_fd = self.stats_sock.fileno() if self.stats_sock is not None else None
+            ready = self.supervisor.wait(TICK, () if stats_fd is None else (stats_fd,))
+            notifications = self.supervisor.read_notifications()
+            if notifications:
+                self._read_notifications(notifications)
+            if stats_fd is not None and stats_fd in ready:
                 self._serve_stats()
-            while self.signals:
-                result = self._handle_signal(self.signals.popleft())
+            while signals:
+                result = self._handle_signal(signals.popleft())
                 if result is not None:
                     return result
             self._reap()
@@ -283,11 +384,8 @@ class Arbiter:
 
     # -- workers telling us things ---------------------------------------------------
 
-    def _read_notifications(self) -> None:
-        try:
-            data = os.read(self.notify_r, 4096)
-        except BlockingIOError:
-            return
+    def _read_notifications(self, data: bytes) -> None:
+        """Workers write their slot number when their scoreboard state changed."""
         by_slot = {process.slot: process for process in self.workers.values()}
         for slot in set(data):
             process = by_slot.get(slot)
@@ -339,7 +437,9 @@ class Arbiter:
     # -- the HTTP front (``http`` option) -----------------------------------------------
 
     def _private_socket(self) -> Listener | None:
-        return next((listener for listener in self.listeners if listener.protocol == router.PROTOCOL), None)
+        return next(
+            (listener for listener in self.listeners if listener.protocol == router.PROTOCOL), None
+        )
 
     def _start_routers(self) -> None:
         for address, pid in list(self.routers.items()):
@@ -355,39 +455,44 @@ class Arbiter:
                 self.routers[address] = pid
                 emit(f"spawned http front on {address} (pid: {pid})")
 
-    def _on_router_exit(self, pid: int, status: int) -> None:
+    def _on_router_exit(self, pid: int, status: ExitStatus) -> None:
         address = next(a for a, p in self.routers.items() if p == pid)
         del self.routers[address]
         if self.stopping or address not in self.config.http:
             emit(f"http front on {address} (pid: {pid}) {_describe_exit(status)}")
             return
-        emit(f"http front on {address} (pid: {pid}) {_describe_exit(status)} unexpectedly; respawning it")
+        emit(
+            f"http front on {address} (pid: {pid}) {_describe_exit(status)} unexpectedly; respawning it"
+        )
         time.sleep(0.2)  # an edge that cannot bind would otherwise respawn in a tight loop
         self._start_routers()
 
     # -- reaping ---------------------------------------------------------------------
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             if pid in self.routers.values():
                 self._on_router_exit(pid, status)
                 continue
-            if pid in self.old_workers:
-                del self.old_workers[pid]
-                emit(f"old worker (pid: {pid}) {_describe_exit(status)}")
+            old = self.old_workers.pop(pid, None)
+            if old is not None:
+                reason = f" ({old.killed_for})" if old.killed_for else ""
+                emit(f"old worker (pid: {pid}) {_describe_exit(status)}{reason}")
+                self._release_board(old.board)
                 continue
             process = self.workers.pop(pid, None)
             if process is None:
                 continue
             self._on_worker_exit(process, status)
 
-    def _on_worker_exit(self, process: WorkerProcess, status: int) -> None:
+    def _release_board(self, inherited: InheritedBoard | None) -> None:
+        """Unmap an old generation's board once the last of its workers is gone."""
+        if inherited is None:
+            return
+        if all(old.board is not inherited for old in self.old_workers.values()):
+            inherited.board.close()
+
+    def _on_worker_exit(self, process: WorkerProcess, status: ExitStatus) -> None:
         self.board.set_state(process.slot, sb.EMPTY)
         how = _describe_exit(status)
         label = f"worker {process.worker_id} (pid: {process.pid})"
@@ -397,11 +502,7 @@ class Arbiter:
         if process.stop_sent_at is not None:
             emit(f"{label} {how} (replaced)")
             return
-        if (
-            os.WIFEXITED(status)
-            and os.WEXITSTATUS(status) == EXIT_APP_LOAD_FAILED
-            and not self.ever_ready
-        ):
+        if status.code == EXIT_APP_LOAD_FAILED and not self.ever_ready:
             emit(f"{label}: the app failed to load at boot; stopping the server")
             self._begin_stop("fast")
             self.exit_code = EXIT_APP
@@ -415,43 +516,54 @@ class Arbiter:
         if replacement is not None:
             replacement.replacing = None
             return
-        lived = time.monotonic() - process.spawned_at
-        delay = 0.0 if lived >= MIN_WORKER_LIFETIME else MIN_WORKER_LIFETIME
-        self.respawn_after[process.worker_id] = time.monotonic() + delay
+        self.respawn.schedule(process.worker_id, process.spawned_at, time.monotonic())
         self.respawn_counts[process.worker_id] = process.respawns + 1
 
     def _respawn_missing(self, now: float) -> None:
         if self.degraded or (self.app is None and not self.config.lazy_apps):
             return
-        for worker_id, when in list(self.respawn_after.items()):
-            if now >= when:
-                del self.respawn_after[worker_id]
-                respawns = self.respawn_counts.get(worker_id, 1)
-                self._spawn(worker_id, respawns)
+        for worker_id in self.respawn.due(now):
+            self._spawn(worker_id, self.respawn_counts.get(worker_id, 1))
 
     # -- the once-a-second checks --------------------------------------------------------
 
     def _check_harakiri(self) -> None:
+        now = self.clock()
         limit = self.config.harakiri
-        if not limit:
-            return
-        now = time.time()
-        for process in list(self.workers.values()):
+        for process in list(self.workers.values()) if limit else ():
             if process.killed_for is not None:
                 continue
-            snapshot = self.board.snapshot(process.slot)
-            for core_index, core in enumerate(snapshot.cores):
-                if core.busy_since and now - core.busy_since > limit:
-                    emit(
-                        f"HARAKIRI ON WORKER {process.worker_id} (pid: {process.pid}, core: {core_index}): "
-                        f"{core.request_line} has run for {now - core.busy_since:.1f}s > harakiri {limit}s; killing it"
-                    )
-                    process.killed_for = "harakiri"
-                    self.harakiri_counts[process.worker_id] = (
-                        self.harakiri_counts.get(process.worker_id, 0) + 1
-                    )
-                    _signal(process.pid, signal.SIGKILL)
-                    break
+            overdue = self.board.snapshot(process.slot).overdue(now, limit)
+            if overdue is None:
+                continue
+            core_index, core = overdue
+            emit(
+                f"HARAKIRI ON WORKER {process.worker_id} (pid: {process.pid}, core: {core_index}): "
+                f"{core.request_line} has run for {now - core.busy_since_monotonic:.1f}s > harakiri {limit}s; killing it"
+            )
+            process.killed_for = "harakiri"
+            self.harakiri_counts[process.worker_id] = (
+                self.harakiri_counts.get(process.worker_id, 0) + 1
+            )
+            _signal(process.pid, signal.SIGKILL)
+        # The old generation, draining after a reload, under the limit it was started with.
+        for old in list(self.old_workers.values()):
+            inherited = old.board
+            if inherited is None or not inherited.harakiri or old.killed_for is not None:
+                continue
+            snapshot = inherited.board.snapshot(old.slot)
+            if snapshot.pid != old.pid:
+                continue
+            overdue = snapshot.overdue(now, inherited.harakiri)
+            if overdue is None:
+                continue
+            core_index, core = overdue
+            emit(
+                f"HARAKIRI ON WORKER {old.worker_id} (pid: {old.pid}, core: {core_index}, old generation): "
+                f"{core.request_line} has run for {now - core.busy_since_monotonic:.1f}s > harakiri {inherited.harakiri}s; killing it"
+            )
+            old.killed_for = "harakiri"
+            _signal(old.pid, signal.SIGKILL)
 
     def _check_rss(self) -> None:
         limit_mb = self.config.reload_on_rss
@@ -464,7 +576,7 @@ class Arbiter:
                 or not process.ready
             ):
                 continue
-            rss = _rss_bytes(process.pid)
+            rss, _ = stats.memory(process.pid)
             if rss > limit_mb * 1024 * 1024:
                 emit(
                     f"worker {process.worker_id} (pid: {process.pid}) uses {rss // (1024 * 1024)} MB "
@@ -478,7 +590,7 @@ class Arbiter:
             if now != before:
                 self.touch_mtimes[path] = now
                 emit(f"touch-reload: {path} changed; reloading gracefully")
-                self.signals.append(signal.SIGHUP)
+                self.supervisor.signals.append(signal.SIGHUP)
                 return
 
     def _check_mercy(self, now: float) -> None:
@@ -536,32 +648,58 @@ class Arbiter:
         argv = list(self.config.argv)
         launch_cwd = os.environ.get(LAUNCH_CWD_ENV) or os.getcwd()
         try:
-            from appserver.cli import load_config
-
             os.chdir(launch_cwd)
-            load_config(argv, cwd=launch_cwd)
-        except ConfigError as exc:
-            emit(f"reload refused, still serving with the old config: {exc}")
+            new_config, _ = self.load_config(argv, cwd=launch_cwd)
+            # A master that already gave up root cannot take other ids: refuse before exec.
+            privileges.check_reachable(privileges.resolve(new_config.uid, new_config.gid))
+        except (ConfigError, PrivilegeError, OSError) as exc:
+            # OSError: the launch directory, entered as root, may be closed to the dropped user.
+            reason = f"{_where(exc)}{exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            emit(f"reload refused, still serving with the old config: {reason}")
             if self.config.chdir:
-                os.chdir(self.config.chdir)
+                try:
+                    os.chdir(self.config.chdir)
+                except OSError:
+                    pass
             return
         emit(
             "graceful reload: re-executing the master; the old workers serve until the new ones are ready"
         )
         env = dict(os.environ)
         env[INHERIT_ENV] = listeners_mod.export(self.listeners)
-        pids = [str(pid) for pid in list(self.workers) + list(self.old_workers)]
-        env[OLD_WORKERS_ENV] = ",".join(pids)
-        env[router.ROUTER_PID_ENV] = ",".join(f"{address}={pid}" for address, pid in self.routers.items())
+        current = [(p.pid, p.worker_id, p.slot) for p in self.workers.values()]
+        env[OLD_WORKERS_ENV], env[OLD_BOARDS_ENV], board_fds = export_workers(
+            self.board, self.config.harakiri, current, self.old_workers.values()
+        )
+        env[router.ROUTER_PID_ENV] = ",".join(
+            f"{address}={pid}" for address, pid in self.routers.items()
+        )
         env[REEXEC_ENV] = "1"
         env[LAUNCH_CWD_ENV] = launch_cwd
         if self.stats_sock is not None:
             self.stats_sock.close()
             self.stats_sock = None
-        signal.set_wakeup_fd(-1)
+        self.supervisor.detach()
+        for fd in board_fds:
+            os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "appserver", *argv], env)
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "appserver", *argv], env)
+        except OSError as exc:
+            # Still the old master: undo the hand-over and keep serving.
+            for fd in board_fds:
+                os.set_inheritable(fd, False)
+            for listener in self.listeners:
+                os.set_inheritable(listener.sock.fileno(), False)
+            self.supervisor.install(())
+            if self.config.stats:
+                self._open_stats()
+            if self.config.chdir:
+                os.chdir(self.config.chdir)
+            emit(
+                f"reload failed, still serving with the old config: cannot execute {sys.executable}: {exc.strerror}"
+            )
 
     def _log_status(self) -> None:
         parts = []
@@ -582,15 +720,36 @@ class Arbiter:
             client, _ = self.stats_sock.accept()
         except (BlockingIOError, InterruptedError):
             return
-        from appserver.stats import render_stats
-
         try:
             client.settimeout(1.0)
-            client.sendall(render_stats(self))
+            client.sendall(self._stats_document())
         except OSError:
             pass
         finally:
             client.close()
+
+    def _stats_document(self) -> bytes:
+        master = stats.MasterStats(
+            os.getpid(), os.getuid(), os.getgid(), os.getcwd(), self.started_at
+        )
+        sockets = [
+            stats.socket_stats(listener.bound, listener.protocol, listener.sock, self.config.listen)
+            for listener in self.listeners
+        ]
+        workers = []
+        for process in sorted(self.workers.values(), key=lambda p: (p.worker_id, p.slot)):
+            rss, vsz = stats.memory(process.pid)
+            workers.append(
+                stats.WorkerStats(
+                    process.worker_id,
+                    process.pid,
+                    process.stop_sent_at is not None,
+                    self.board.snapshot(process.slot),
+                    rss,
+                    vsz,
+                )
+            )
+        return stats.render_stats(master, sockets, workers, time.time())
 
     def _cleanup(self) -> None:
         private = self._private_socket()
@@ -601,25 +760,19 @@ class Arbiter:
         if self.stats_sock is not None:
             self.stats_sock.close()
         if self.config.pidfile:
-            remove_pidfile(self.config.pidfile, os.getpid())
+            _remove_pidfile(self.config.pidfile)
+        self.supervisor.close()
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _signal(pid: int, signum: int) -> None:
+def _remove_pidfile(path: str) -> None:
     try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
+        remove_pidfile(path, os.getpid())
+    except OSError as exc:
+        # Written as root, before the drop: the unprivileged master may not unlink it.
+        emit(f"cannot remove the pidfile {path}: {exc.strerror}")
 
 
 def _mtime(path: str) -> float:
@@ -629,42 +782,40 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _describe_exit(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = str(signum)
-        return f"was killed by signal {signum} ({name})"
-    return f"exited with status {os.WEXITSTATUS(status)}"
+def _describe_exit(status: ExitStatus) -> str:
+    if status.signal is not None:
+        return f"was killed by signal {status.signal} ({status.signal_name})"
+    return f"exited with status {status.code}"
 
 
 # -- entry point -----------------------------------------------------------------------------
 
 
-def run(config: AppServerConfig) -> int:
-    """Run the server until it is stopped; return the process exit code."""
+def run(config: AppServerConfig, load_config: ConfigLoader) -> int:
+    """Run the server until it is stopped; return the process exit code.
+
+    The order is uWSGI's: bind, daemonize and open the log, write the pidfile,
+    drop privileges, and only then load the app and fork the workers.
+    ``load_config`` re-reads argv on a graceful reload.
+    """
     reexec = os.environ.pop(REEXEC_ENV, None) == "1"
     os.environ.setdefault(LAUNCH_CWD_ENV, os.getcwd())
     inherited_spec = os.environ.pop(INHERIT_ENV, "")
-    old_pids = [int(p) for p in os.environ.pop(OLD_WORKERS_ENV, "").split(",") if p]
+    old_workers = import_workers(
+        os.environ.pop(OLD_WORKERS_ENV, ""), os.environ.pop(OLD_BOARDS_ENV, "")
+    )
     routers = {}
     for item in os.environ.pop(router.ROUTER_PID_ENV, "").split(","):
         if item:
             address, _, pid_text = item.rpartition("=")
             routers[address] = int(pid_text)
+
+    try:
+        ids = privileges.resolve(config.uid, config.gid)
+        privileges.check_reachable(ids)  # before anything is bound or written
+    except PrivilegeError as exc:
+        emit(f"appserver: {exc}")
+        return EXIT_CONFIG
 
     try:
         if inherited_spec:
@@ -676,24 +827,14 @@ def run(config: AppServerConfig) -> int:
     except ListenerError as exc:
         emit(f"appserver: {exc}")
         return EXIT_CONFIG
-
-    app: WSGIApp | None = None
-    degraded = False
-    if not config.lazy_apps:
-        try:
-            prepare_interpreter(config)
-            app = load_application(config)
-        except AppLoadError as exc:
-            if not old_pids:
-                emit(f"appserver: cannot load the app: {exc}")
-                if exc.__cause__ is not None:
-                    emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
-                listeners_mod.close_all(listeners, config.vacuum)
-                return EXIT_APP
-            emit(f"reload failed, the old workers keep serving: cannot load the app: {exc}")
-            degraded = True
-    elif config.chdir:
-        os.chdir(config.chdir)
+    if len(listeners) == 0:
+        emit("appserver: no listener configured")
+        return EXIT_CONFIG
+    # Linux copies a listener's options into a connection when its handshake completes,
+    # not at accept(): set socket-timeout now, so that a client queued before the first
+    # worker runs is bounded by it too (a worker sets them again, to the same values).
+    for listener in listeners:
+        prepare_listener(listener, float(config.socket_timeout))
 
     if config.daemonize and not reexec:
         _daemonize()
@@ -705,26 +846,94 @@ def run(config: AppServerConfig) -> int:
             emit(f"appserver: cannot open the log file {path}: {exc.strerror}")
             return EXIT_CONFIG
 
-    if config.pidfile:
-        write_pidfile(config.pidfile, os.getpid())
+    # A re-executed master keeps its pid, so the pidfile is still right; it may no
+    # longer have the rights to write it (uWSGI does not rewrite it either).
+    if config.pidfile and not reexec:
+        try:
+            write_pidfile(config.pidfile, os.getpid())
+        except OSError as exc:
+            emit(f"appserver: cannot write the pidfile {config.pidfile}: {exc.strerror}")
+            listeners_mod.close_all(listeners, config.vacuum)
+            return EXIT_CONFIG
 
     for listener in listeners:
         if listener.protocol != router.PROTOCOL:
             emit(f"listening on {listener.display}")
-    if len(listeners) == 0:
-        emit("appserver: no listener configured")
+
+    try:
+        privileges.chown_for(ids, _owned_paths(listeners))
+        dropped = privileges.drop_privileges(ids)
+    except PrivilegeError as exc:
+        emit(f"appserver: {exc}")
+        _abandon(config, listeners)
         return EXIT_CONFIG
+    if dropped:
+        emit(dropped)
+
+    app: WSGIApp | None = None
+    degraded = False
+    try:
+        if not config.lazy_apps:
+            try:
+                prepare_interpreter(config)
+                app = load_application(config)
+            except AppLoadError as exc:
+                if not old_workers:
+                    emit(f"appserver: cannot load the app: {exc}")
+                    if exc.__cause__ is not None:
+                        emit("".join(traceback.format_exception(exc.__cause__)).rstrip())
+                    _abandon(config, listeners)
+                    return EXIT_APP
+                emit(f"reload failed, the old workers keep serving: cannot load the app: {exc}")
+                degraded = True
+        elif config.chdir:
+            os.chdir(config.chdir)
+    except OSError as exc:  # chdir into a directory the (dropped) user cannot enter
+        emit(f"appserver: {_where(exc)}{exc.strerror}")
+        _abandon(config, listeners)
+        return EXIT_CONFIG
+
     arbiter = Arbiter(
         config,
         listeners,
         app,
-        old_workers={pid: OldWorker(pid) for pid in old_pids},
+        load_config,
+        old_workers=old_workers,
         degraded=degraded,
         routers=routers,
     )
     emit(format_startup(config, describe_application(config)))
     code = arbiter.run()
     return arbiter.exit_code or code
+
+
+def _where(exc: OSError) -> str:
+    return f"{exc.filename}: " if exc.filename else ""
+
+
+def _owned_paths(listeners: list[Listener]) -> list[str]:
+    """Files the master created as root that the dropped user must own: unix sockets,
+    and the HTTP front's private directory (the front runs as that user too)."""
+    paths = []
+    for listener in listeners:
+        name = listener.sock.getsockname() if listener.is_unix else None
+        if not isinstance(name, str) or not name or name.startswith("\0"):
+            continue  # TCP, or an abstract-namespace socket: no file
+        if listener.protocol == router.PROTOCOL:
+            paths.append(os.path.dirname(name))
+        paths.append(name)
+    return paths
+
+
+def _abandon(config: AppServerConfig, listeners: list[Listener]) -> None:
+    """Undo what start-up made before a fatal error: sockets and the pidfile."""
+    private = next((item for item in listeners if item.protocol == router.PROTOCOL), None)
+    directory = router.private_directory(private) if private is not None else None
+    listeners_mod.close_all(listeners, config.vacuum)
+    if directory is not None:
+        router.remove_private_directory(directory)
+    if config.pidfile:
+        _remove_pidfile(config.pidfile)
 
 
 def _daemonize() -> None:

@@ -350,7 +350,8 @@ OPTIONS: tuple[Option, ...] = (
         "manage_script_name",
         BOOL,
         False,
-        "move the mount prefix from PATH_INFO to SCRIPT_NAME",
+        "accepted for uWSGI compatibility: a mount's prefix always moves from PATH_INFO "
+        "to SCRIPT_NAME",
     ),
     Option("env", "env", KEY_VALUE, (), "set an environment variable for the app", multi=True),
     Option(
@@ -449,8 +450,21 @@ OPTIONS: tuple[Option, ...] = (
         multi=True,
         relative_to="chdir",
     ),
-    Option("uid", "uid", USER, None, "drop privileges to this user"),
-    Option("gid", "gid", GROUP, None, "drop privileges to this group"),
+    Option(
+        "uid",
+        "uid",
+        USER,
+        None,
+        "run as this user (name or number): the master drops root after binding and "
+        "writing the pidfile, before it loads the app; unix sockets are handed to it",
+    ),
+    Option(
+        "gid",
+        "gid",
+        GROUP,
+        None,
+        "run as this group (name or number); default with uid: the user's primary group",
+    ),
     # Requests.
     Option(
         "buffer-size",
@@ -480,7 +494,8 @@ OPTIONS: tuple[Option, ...] = (
         "http_keepalive",
         KEEPALIVE,
         5,
-        "seconds an idle HTTP keep-alive connection is kept (0 = close)",
+        "seconds an idle keep-alive connection on http-socket is kept (0 = close); "
+        "the http front keeps edge's 75 s",
     ),
     Option(
         "static-map",
@@ -591,7 +606,7 @@ IGNORED: dict[str, Ignored] = {
     "threads-stacksize": Ignored("threads use Python's default stack size", True),
     "cpu-affinity": Ignored("CPU placement is left to the OS", True),
     "reload-mercy": Ignored("worker-reload-mercy bounds every worker stop", True),
-    "http-timeout": Ignored("the HTTP front uses socket-timeout", True),
+    "http-timeout": Ignored("the HTTP front (edge) keeps nginx's 60 s timeouts", True),
     "stats-http": Ignored("the stats server always answers with plain JSON"),
     "catch-exceptions": Ignored("tracebacks go to the log, never to the client"),
 }

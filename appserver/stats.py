@@ -5,6 +5,10 @@ parse one JSON document; the keys and units here are uWSGI's: ``avg_rt`` and
 ``running_time`` in microseconds, ``rss``/``vsz`` in bytes, ``last_spawn`` in
 epoch seconds, and ``listen_queue`` read from the kernel (TCP_INFO on a
 listening socket reports the accept queue's length and limit).
+
+``build_stats`` takes plain data (what the master read from its listeners,
+the scoreboard and /proc) and only shapes it, so it knows nothing of the
+master and is tested without one.
 """
 
 from __future__ import annotations
@@ -13,18 +17,17 @@ import json
 import os
 import socket
 import struct
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from appserver import __version__
 from appserver import scoreboard as sb
-
-if TYPE_CHECKING:
-    from appserver.master import Arbiter
+from appserver.scoreboard import WorkerSnapshot
 
 # struct tcp_info: 8 single bytes, then u32 fields; tcpi_unacked is the 5th u32
 # (the current accept queue on a listener) and tcpi_sacked the 6th (its limit).
-_TCP_INFO_QUEUE = struct.Struct("<8x4xIIII")
+_TCP_INFO_QUEUE = struct.Struct("<8x16xII")
 
 
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
@@ -33,13 +36,47 @@ def listen_queue(sock: socket.socket) -> tuple[int, int]:
         return 0, 0
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        _, _, unacked, sacked = _TCP_INFO_QUEUE.unpack_from(info)
+        unacked, sacked = _TCP_INFO_QUEUE.unpack_from(info)
     except (OSError, struct.error):
         return 0, 0
     return unacked, sacked
 
 
-def _memory(pid: int) -> tuple[int, int]:
+@dataclass(frozen=True, slots=True)
+class SocketStats:
+    name: str  # the address bound
+    proto: str
+    queue: int  # connections waiting in the kernel's accept queue
+    max_queue: int  # that queue's limit
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    worker_id: int
+    pid: int
+    signalled: bool  # told to stop, still finishing
+    snapshot: WorkerSnapshot
+    rss: int  # bytes
+    vsz: int  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MasterStats:
+    pid: int
+    uid: int
+    gid: int
+    cwd: str
+    started_at: float  # epoch seconds
+
+
+def socket_stats(name: str, proto: str, sock: socket.socket, backlog: int) -> SocketStats:
+    """One listener's entry, with its accept queue read from the kernel."""
+    queue, limit = listen_queue(sock)
+    return SocketStats(name, proto, queue, limit or backlog)
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(rss, vsz) of ``pid`` in bytes; (0, 0) if it cannot be read."""
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
             fields = statm.read().split()
@@ -49,26 +86,27 @@ def _memory(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-def build_stats(arbiter: Arbiter) -> dict[str, Any]:
-    now = time.time()
-    sockets = []
-    total_queue = 0
-    for listener in arbiter.listeners:
-        queue, limit = listen_queue(listener.sock)
-        total_queue += queue
-        sockets.append(
-            {
-                "name": listener.bound,
-                "proto": listener.protocol,
-                "queue": queue,
-                "max_queue": limit or arbiter.config.listen,
-                "shared": 0,
-                "can_offload": 0,
-            }
-        )
-    workers = []
-    for process in sorted(arbiter.workers.values(), key=lambda p: (p.worker_id, p.slot)):
-        snapshot = arbiter.board.snapshot(process.slot)
+def build_stats(
+    master: MasterStats,
+    sockets: Sequence[SocketStats],
+    workers: Sequence[WorkerStats],
+    now: float,
+) -> dict[str, Any]:
+    """uWSGI's stats document from plain data (the master gathers it; this only shapes it)."""
+    socket_entries = [
+        {
+            "name": entry.name,
+            "proto": entry.proto,
+            "queue": entry.queue,
+            "max_queue": entry.max_queue,
+            "shared": 0,
+            "can_offload": 0,
+        }
+        for entry in sockets
+    ]
+    worker_entries = []
+    for worker in workers:
+        snapshot = worker.snapshot
         cores = []
         requests = exceptions = tx = 0
         rt_total = 0.0
@@ -94,17 +132,16 @@ def build_stats(arbiter: Arbiter) -> dict[str, Any]:
                     "req_info": {"request_start": int(core.busy_since)} if in_request else {},
                 }
             )
-        rss, vsz = _memory(process.pid)
-        if snapshot.state == sb.STOPPING or process.stop_sent_at is not None:
+        if snapshot.state == sb.STOPPING or worker.signalled:
             status = "sig"
         elif busy:
             status = "busy"
         else:
             status = "idle"
-        workers.append(
+        worker_entries.append(
             {
-                "id": process.worker_id,
-                "pid": process.pid,
+                "id": worker.worker_id,
+                "pid": worker.pid,
                 "accepting": 1 if snapshot.state == sb.READY else 0,
                 "requests": requests,
                 "delta_requests": 0,
@@ -113,8 +150,8 @@ def build_stats(arbiter: Arbiter) -> dict[str, Any]:
                 "signals": 0,
                 "signal_queue": 0,
                 "status": status,
-                "rss": rss,
-                "vsz": vsz,
+                "rss": worker.rss,
+                "vsz": worker.vsz,
                 "running_time": int(rt_total * 1_000_000),
                 "last_spawn": int(snapshot.spawned_at),
                 "respawn_count": snapshot.respawns,
@@ -126,21 +163,26 @@ def build_stats(arbiter: Arbiter) -> dict[str, Any]:
         )
     return {
         "version": f"appserver-{__version__}",
-        "listen_queue": total_queue,
+        "listen_queue": sum(entry.queue for entry in sockets),
         "listen_queue_errors": 0,
         "signal_queue": 0,
         "load": 0,
-        "pid": os.getpid(),
-        "uid": os.getuid(),
-        "gid": os.getgid(),
-        "cwd": os.getcwd(),
-        "started_at": int(arbiter.started_at),
+        "pid": master.pid,
+        "uid": master.uid,
+        "gid": master.gid,
+        "cwd": master.cwd,
+        "started_at": int(master.started_at),
         "time": int(now),
         "locks": [],
-        "sockets": sockets,
-        "workers": workers,
+        "sockets": socket_entries,
+        "workers": worker_entries,
     }
 
 
-def render_stats(arbiter: Arbiter) -> bytes:
-    return json.dumps(build_stats(arbiter)).encode()
+def render_stats(
+    master: MasterStats,
+    sockets: Sequence[SocketStats],
+    workers: Sequence[WorkerStats],
+    now: float,
+) -> bytes:
+    return json.dumps(build_stats(master, sockets, workers, now)).encode()

@@ -31,17 +31,18 @@ A worker that dies unexpectedly is logged with its pid and exit status and
 respawned (after a pause if it died young, so a crash loop is not a fork
 loop).  A worker that exits with ``EXIT_BOOT`` before it ever accepted cannot
 start at all: the master stops instead of respawning it forever.
+
+The wake and notify pipes, reaping and the respawn back-off are the
+``prefork`` kernel, shared with appserver's master.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from edge.config.load import ConfigErrors, load_config
@@ -59,10 +60,10 @@ from edge.server import (
     run_worker,
 )
 from edge.shared_zones import SharedZones
+from prefork import ExitStatus, RespawnSchedule, Supervisor, fork_child, reap, send_signal
 
 RELOAD_READY_TIMEOUT = 10.0
 FAST_STOP_GRACE = 5.0
-MIN_WORKER_LIFETIME = 1.0
 TICK = 1.0
 
 _HANDLED = (
@@ -155,14 +156,13 @@ class Master:
         self.generations: dict[int, Generation] = {}
         self.current: Generation | None = None
         self.pending: PendingReload | None = None
-        self.signals: deque[int] = deque()
+        self.supervisor: Supervisor | None = None  # made once the listeners are bound
         self.stopping: str | None = None
         self.stop_deadline = 0.0
-        self.respawn_at: dict[int, float] = {}
+        self.respawn: RespawnSchedule[int] = RespawnSchedule()  # by worker index
         self.exit_code = EXIT_OK
         self.pid = os.getpid()
         self._notify_buffer = b""
-        self.wake_r = self.wake_w = self.notify_r = self.notify_w = -1
 
     # -- logging -------------------------------------------------------------------
 
@@ -196,29 +196,19 @@ class Master:
         except ListenError as exc:
             self.log.log("emerg", str(exc), always=True)
             return EXIT_BOOT
-        self.wake_r, self.wake_w = os.pipe()
-        self.notify_r, self.notify_w = os.pipe()
-        for fd in (self.wake_r, self.wake_w, self.notify_r):
-            os.set_blocking(fd, False)
-        for signum in _HANDLED:
-            signal.signal(signum, self._enqueue_signal)
+        self.supervisor = Supervisor()
         # nginx's SIGUSR2 (binary upgrade) and SIGWINCH have no meaning here: ignore
         # them rather than let their default action kill the master.
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.supervisor.install(_HANDLED, ignored=(signal.SIGUSR2, signal.SIGWINCH))
         self.notice(f"edge master process started (pid {self.pid}), {self.current.workers} workers")
         for index in range(self.current.workers):
             self._spawn(index, self.current)
         try:
             return self._loop()
         finally:
-            signal.set_wakeup_fd(-1)
+            self.supervisor.close()
             for listeners in self.listeners.values():
                 listeners.close()
-
-    def _enqueue_signal(self, signum: int, frame: object) -> None:
-        self.signals.append(signum)
 
     def _bind(self, config: EdgeConfig, workers: int) -> list[tuple[ListenSockets, int]]:
         """Bind what ``config`` listens on and is not bound yet; all or nothing."""
@@ -259,15 +249,15 @@ class Master:
             )
             for listen in _listens(generation.config)
         ]
-        pid = os.fork()
-        if pid == 0:
-            code = EXIT_BOOT
-            try:
-                code = self._become_worker(generation, listeners)
-            except BaseException as exc:  # the worker process's outermost boundary
-                generation.error_log.log("emerg", f"worker crashed: {exc!r}", exc=exc, always=True)
-            finally:
-                os._exit(code)
+
+        def crashed(exc: BaseException) -> None:
+            generation.error_log.log("emerg", f"worker crashed: {exc!r}", exc=exc, always=True)
+
+        pid = fork_child(
+            lambda: self._become_worker(generation, listeners),
+            on_crash=crashed,
+            crash_code=EXIT_BOOT,
+        )
         self.processes[pid] = WorkerProcess(pid, index, generation.number, time.monotonic())
         self.notice(f"spawned worker {index + 1} (pid {pid})")
 
@@ -277,14 +267,13 @@ class Master:
         # Until the worker's loop installs its handlers, remember stop signals rather
         # than die of their default action (SIGQUIT would dump core).
         early: list[int] = []
-        signal.set_wakeup_fd(-1)
         for signum in _HANDLED:
             signal.signal(signum, signal.SIG_DFL)
         for signum in _WORKER_STOP_SIGNALS:
             signal.signal(signum, lambda number, frame: early.append(number))
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        for fd in (self.wake_r, self.wake_w, self.notify_r):
-            os.close(fd)
+        assert self.supervisor is not None
+        self.supervisor.enter_child()
         mine = {id(sock) for _listen, sockets in listeners for sock in sockets}
         for bound in self.listeners.values():
             for sock in bound.sockets:
@@ -293,7 +282,7 @@ class Master:
         for number, other in self.generations.items():
             if number != generation.number:
                 other.close_logs()
-        notify_w = self.notify_w
+        notify_w = self.supervisor.notify_w
 
         def notify() -> None:
             os.write(notify_w, b"%d\n" % os.getpid())
@@ -312,37 +301,23 @@ class Master:
         return run_worker(worker)
 
     def _loop(self) -> int:
+        assert self.supervisor is not None
+        supervisor = self.supervisor
         while True:
-            try:
-                select.select([self.wake_r, self.notify_r], [], [], TICK)
-            except InterruptedError:
-                pass
-            self._drain_wakeups()
-            self._read_notifications()
-            while self.signals:
-                self._handle_signal(self.signals.popleft())
-            self._reap()
+            supervisor.wait(TICK)
+            self._read_notifications(supervisor.read_notifications())
+            while supervisor.signals:
+                self._handle_signal(supervisor.signals.popleft())
+            for pid, status in reap():
+                self._worker_exited(pid, status)
             self._tick()
             if self.stopping and not self.processes:
                 self.notice("exiting")
                 return self.exit_code
 
-    def _drain_wakeups(self) -> None:
-        try:
-            while os.read(self.wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _read_notifications(self) -> None:
-        try:
-            while True:
-                data = os.read(self.notify_r, 4096)
-                if not data:
-                    break
-                self._notify_buffer += data
-        except BlockingIOError:
-            pass
+    def _read_notifications(self, data: bytes) -> None:
+        """Each worker writes its pid and a newline once it is accepting."""
+        self._notify_buffer += data
         *lines, self._notify_buffer = self._notify_buffer.split(b"\n")
         for line in lines:
             process = self.processes.get(int(line)) if line.isdigit() else None
@@ -369,16 +344,13 @@ class Master:
     def _signal_workers(self, signum: int, generation: int | None = None) -> None:
         for process in list(self.processes.values()):
             if generation is None or process.generation == generation:
-                try:
-                    os.kill(process.pid, signum)
-                except ProcessLookupError:
-                    pass
+                send_signal(process.pid, signum)
 
     def _stop(self, mode: str, reason: str) -> None:
         if self.stopping == "fast" or self.stopping == mode:
             return
         self.stopping = mode
-        self.respawn_at.clear()
+        self.respawn.clear()
         if mode == "fast":
             self.notice(f"received {reason}: fast stop")
             self._signal_workers(signal.SIGTERM)
@@ -448,10 +420,7 @@ class Master:
             if process.generation != self.current.number and not process.retiring:
                 process.retiring = True
                 retiring += 1
-                try:
-                    os.kill(process.pid, signal.SIGQUIT)
-                except ProcessLookupError:
-                    pass
+                send_signal(process.pid, signal.SIGQUIT)
         wanted = set(_listens(self.current.config))
         for listen in list(self.listeners):
             if listen not in wanted:
@@ -470,10 +439,7 @@ class Master:
         for process in self.processes.values():
             if process.generation == pending.new:
                 process.retiring = True
-                try:
-                    os.kill(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                send_signal(process.pid, signal.SIGTERM)
         self._unbind(pending.added)
         self.current = self.generations[pending.old]
         self.log.log(
@@ -492,27 +458,16 @@ class Master:
 
     # -- children ----------------------------------------------------------------------
 
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self._worker_exited(pid, status)
-
-    def _worker_exited(self, pid: int, status: int) -> None:
+    def _worker_exited(self, pid: int, status: ExitStatus) -> None:
         assert self.current is not None
         process = self.processes.pop(pid, None)
         if process is None:
             return
-        if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
-            how = f"exited on signal {number} ({signal.Signals(number).name})"
-            code = -number
+        if status.signal is not None:
+            how = f"exited on signal {status.signal} ({status.signal_name})"
+            code = -status.signal
         else:
-            code = os.WEXITSTATUS(status)
+            code = status.code if status.code is not None else 0
             how = f"exited with code {code}"
         expected = process.retiring or self.stopping is not None
         level = "notice" if expected and code == 0 else "alert"
@@ -534,17 +489,14 @@ class Master:
             return  # the old generation during a reload: the new one takes over
         if process.index >= self.current.workers:
             return
-        young = time.monotonic() - process.spawned_at < MIN_WORKER_LIFETIME
-        self.respawn_at[process.index] = time.monotonic() + (MIN_WORKER_LIFETIME if young else 0.0)
+        self.respawn.schedule(process.index, process.spawned_at, time.monotonic())
 
     def _tick(self) -> None:
         assert self.current is not None
         now = time.monotonic()
         if not self.stopping:
-            for index, when in list(self.respawn_at.items()):
-                if now >= when:
-                    del self.respawn_at[index]
-                    self._spawn(index, self.current)
+            for index in self.respawn.due(now):
+                self._spawn(index, self.current)
         pending = self.pending
         if pending is not None:
             ready = sum(
@@ -559,8 +511,5 @@ class Master:
                 self.log.log(
                     "alert", f"worker process {process.pid} did not stop: killing it", always=True
                 )
-                try:
-                    os.kill(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                send_signal(process.pid, signal.SIGKILL)
             self.stop_deadline = now + FAST_STOP_GRACE

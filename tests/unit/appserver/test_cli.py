@@ -164,9 +164,11 @@ def test_main_hands_the_config_to_the_master(
     import appserver.master
 
     seen: list[AppServerConfig] = []
+    loaders: list[object] = []
 
-    def fake_run(config: AppServerConfig) -> int:
+    def fake_run(config: AppServerConfig, load_config: object) -> int:
         seen.append(config)
+        loaders.append(load_config)
         return 7
 
     monkeypatch.setattr(appserver.master, "run", fake_run)
@@ -174,6 +176,7 @@ def test_main_hands_the_config_to_the_master(
     code, _, err = run_main(["uwsgi.ini"], capsys)
     assert code == 7
     assert seen[0].sockets == (":3031",)
+    assert loaders == [load_config]  # what a reload re-reads argv with
     assert err == "appserver: warning: uwsgi.ini: thunder-lock: ignored " \
                   "(workers accept() without a lock)\n"
 
