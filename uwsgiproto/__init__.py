@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from uwsgiproto.errors import (
     BlockTooLarge,
+    EmptyVars,
     InvalidVarKey,
     MalformedVars,
     TruncatedPacket,
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_DATASIZE",
     "NEED_DATA",
     "BlockTooLarge",
+    "EmptyVars",
     "Header",
     "InvalidVarKey",
     "MalformedVars",

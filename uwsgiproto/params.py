@@ -229,9 +229,8 @@ class VarsEncoder:
         extend = parts.extend
         size = 0
         skipped: set[bytes] | None = None  # if_not_empty params left out: they override nothing
-        for (name, key, if_not_empty), value in zip(self._params, values, strict=True):
-            if type(value) is str:
-                value = value.encode("latin-1")
+        for (name, key, if_not_empty), given in zip(self._params, values, strict=True):
+            value = given.encode("latin-1") if isinstance(given, str) else given
             if if_not_empty and not value:
                 if skipped is None:
                     skipped = set()
