@@ -79,14 +79,29 @@ def error_response(status: int, protocol: str = "HTTP/1.1") -> bytes:
     return head.encode("latin-1") + body
 
 
+# A lingering close reads (and drops) at most this much, for at most this long: enough
+# for a client still sending a body to finish and read our answer, not enough for a
+# slow one to hold the thread (nginx's lingering_time, much shorter).
+LINGER_BYTES = 1 << 20
+LINGER_SECONDS = 1.0
+
+
 def close_quietly(sock: socket.socket, linger: bool = False) -> None:
-    """Close, first letting a client that is still sending read our answer (lingering close)."""
+    """Close, first letting a client that is still sending read our answer (lingering close).
+
+    Closing a socket with unread bytes makes the kernel send a reset, which can
+    destroy the answer before the client has read it.
+    """
     try:
         if linger:
             sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(0.5)
+            deadline = _monotonic() + LINGER_SECONDS
             received = 0
-            while received < 1 << 20:
+            while received < LINGER_BYTES:
+                left = deadline - _monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(min(left, 0.5))
                 data = sock.recv(65536)
                 if not data:
                     break
@@ -248,6 +263,7 @@ class ClientConnection:
         "context",
         "environ",
         "idle_since",
+        "linger",
         "_body_deadline",
         "_body_received",
     )
@@ -260,6 +276,7 @@ class ClientConnection:
         self.context = context
         self.environ = environ  # the listener's environ template
         self.idle_since = 0.0
+        self.linger = False  # close with a lingering close: the client may still be sending
         self._body_deadline = 0.0
         self._body_received = 0
 
@@ -337,17 +354,20 @@ class ClientConnection:
         """Clean up after a response; True if the connection can serve another request."""
         if exchange.spooled is not None:
             exchange.spooled.close()  # the post-buffering temp file (the app must not close it)
-        response = exchange.response
-        if response is None or not response.keep_alive:
-            return False
         body = exchange.body
         if body.exhausted:
-            return True
-        try:
-            # Whatever body the app did not read stands between us and the next request.
-            return body.drain(DRAIN_LIMIT)
-        except (ClientDisconnected, httpproto.HttpProtocolError, OSError):
-            return False
+            response = exchange.response
+            return response is not None and response.keep_alive
+        response = exchange.response
+        if response is not None and response.keep_alive:
+            try:
+                # Whatever body the app did not read stands between us and the next request.
+                if body.drain(DRAIN_LIMIT):
+                    return True
+            except (ClientDisconnected, httpproto.HttpProtocolError, OSError):
+                return False
+        self.linger = not body.failed  # the client may still be sending the body
+        return False
 
     def refuse(self, error: ExchangeError) -> None:
         """Answer a refused request with its status (the message goes to the log) and close."""
@@ -356,7 +376,10 @@ class ClientConnection:
         close_quietly(self.sock, linger=True)
 
     def close(self) -> None:
-        self.sock.close()
+        if self.linger:
+            close_quietly(self.sock, linger=True)
+        else:
+            self.sock.close()
 
 
 class UwsgiConnection(ClientConnection):
@@ -577,9 +600,6 @@ class HttpConnection(ClientConnection):
             if type(event) is httpproto.Data:
                 return event.data
             return b""  # EndOfMessage
-
-    def close(self) -> None:
-        close_quietly(self.sock)
 
 
 class Endpoint:
