@@ -59,7 +59,14 @@ from appserver.log import RequestRecord
 from appserver.log import emit as write_log
 from appserver.response import SOCKET_TIMEOUTS, Response
 from appserver.staticmap import StaticMap
-from uwsgiproto import CLOSED, NEED_DATA, PacketDecoder, Request, UwsgiProtocolError
+from uwsgiproto import (
+    HEADER_SIZE,
+    NEED_DATA,
+    PacketDecoder,
+    Request,
+    UwsgiProtocolError,
+    parse_packet,
+)
 from uwsgiproto.keepalive import OFFER_VAR, OFFER_VERSION, answer_line
 
 _READ_SIZE = 65536
@@ -398,19 +405,34 @@ class UwsgiConnection(ClientConnection):
 
     def next_request(self) -> Exchange | None:
         context = self.context
-        decoder = PacketDecoder(max_vars_size=context.buffer_size)
         try:
-            if self._leftover:
-                decoder.feed(self._leftover)
+            data = self._leftover
+            if data:
                 self._leftover = b""
-                event = decoder.next_event()
             else:
-                event = NEED_DATA
-            if event is NEED_DATA:
+                # The first read needs no deadline of its own: socket-timeout bounds it,
+                # and request-header-timeout counts from the first byte.
+                data = self.sock.recv(_READ_SIZE)
+                if not data:
+                    return None  # a bare connect and close (a health check), or an idle kept one
+            parsed = parse_packet(data, context.buffer_size)
+            if parsed is not None:
+                request, end = parsed
+                trailing = data[end:]
+                vars_size = end - HEADER_SIZE
+            else:
+                decoder = PacketDecoder(max_vars_size=context.buffer_size)
+                decoder.feed(data)
                 deadline = self._head_deadline()
+                event = decoder.next_event()
                 while event is NEED_DATA:
                     decoder.feed(self._recv_head(deadline))
                     event = decoder.next_event()
+                if type(event) is not Request:
+                    return None  # CLOSED cannot follow data; for the type checker
+                request = event
+                trailing = decoder.trailing_data
+                vars_size = decoder.vars_size
         except UwsgiProtocolError as exc:
             return _refused(exc.status_hint, f"uwsgi request refused from {self.peer_text}: {exc}")
         except HeadTimeout:
@@ -425,10 +447,7 @@ class UwsgiConnection(ClientConnection):
                 f"{os_error_text(exc)}"
             )
             return None
-        if event is CLOSED:
-            return None  # a bare connect and close (a health check), or an idle kept connection
-        assert isinstance(event, Request)
-        request_vars = event.vars
+        request_vars = request.vars
         started = time.time()
         vars_count = len(request_vars)
         offer = request_vars.pop(OFFER_VAR, None) if OFFER_VAR in request_vars else None
@@ -445,14 +464,14 @@ class UwsgiConnection(ClientConnection):
         if offer != OFFER_VERSION or context.draining:
             answer = None
         if length:
-            preread = decoder.trailing_data
-            if len(preread) > length:
-                self._leftover = preread[length:]
-                preread = preread[:length]
+            if len(trailing) > length:
+                self._leftover = trailing[length:]
+                trailing = trailing[:length]
             self._start_body()
-            body = InputStream(self._recv_body, length, preread)
+            body = InputStream(self._recv_body, length, trailing)
         else:
-            self._leftover = decoder.trailing_data
+            if trailing:
+                self._leftover = trailing
             body = context.empty_body
         spooled = None
         if length and context.post_buffering:
@@ -472,7 +491,7 @@ class UwsgiConnection(ClientConnection):
             request_body=body if answer is not None else None,
         )
         return Exchange(
-            environ, body, spooled, response, None, started, number, vars_count, decoder.vars_size
+            environ, body, spooled, response, None, started, number, vars_count, vars_size
         )
 
 
@@ -518,6 +537,10 @@ class HttpConnection(ClientConnection):
                 event = parser.next_event()
             else:
                 self._peeked = None
+            if event is httpproto.NEED_DATA:
+                # The first read needs no deadline of its own (see UwsgiConnection).
+                parser.feed(self.sock.recv(_READ_SIZE))
+                event = parser.next_event()
             if type(event) is not httpproto.RequestHead:
                 deadline = self._head_deadline()
                 while True:
@@ -605,11 +628,12 @@ class HttpConnection(ClientConnection):
 class Endpoint:
     """One listener as a worker serves it: its protocol and its environ template."""
 
-    __slots__ = ("listener", "sock", "context", "environ", "http", "max_header")
+    __slots__ = ("listener", "sock", "family", "context", "environ", "http", "max_header")
 
     def __init__(self, listener: Listener, context: WorkerContext) -> None:
         self.listener = listener
         self.sock = listener.sock
+        self.family = int(listener.sock.family)
         self.context = context
         self.http = listener.protocol == "http"  # "router" (the --http front) speaks uwsgi
         if self.http:

@@ -114,6 +114,26 @@ class _DateCache:
 _date_cache = _DateCache()
 
 
+# WSGI status strings already checked -> their code; apps use a handful of literals.
+_STATUS_CODES: dict[str, int] = {}
+
+
+def _check_status(status: Any) -> int:
+    if (
+        type(status) is not str
+        or len(status) < 4
+        or not status[:3].isdigit()
+        or status[3] != " "
+        or "\n" in status
+        or "\r" in status
+    ):
+        raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
+    if len(_STATUS_CODES) >= 256:
+        _STATUS_CODES.clear()  # the app chooses them: bounded
+    code = _STATUS_CODES[status] = int(status[:3])
+    return code
+
+
 class Response:
     __slots__ = (
         "sock",
@@ -127,7 +147,6 @@ class Response:
         "status",
         "status_code",
         "headers",
-        "header_block",
         "headers_sent",
         "chunked",
         "content_length",
@@ -163,7 +182,6 @@ class Response:
         self.status: str | None = None
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
-        self.header_block = ""  # the header lines as the app gave them, CRLF-terminated
         self.headers_sent = False
         self.chunked = False
         self.content_length: int | None = None
@@ -184,34 +202,18 @@ class Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        if (
-            type(status) is not str
-            or len(status) < 4
-            or not status[:3].isdigit()
-            or status[3] != " "
-            or "\n" in status
-            or "\r" in status
-        ):
-            raise ValueError(f"invalid WSGI status {status!r}: expected e.g. '200 OK'")
-        # Build the header lines now: the concatenation refuses anything but str, and
-        # one count over the block finds a CR or LF inside any name or value.
-        lines = []
-        try:
-            for name, value in headers:
-                if ":" in name:
-                    raise ValueError(f"WSGI header name {name!r} holds a colon")
-                lines.append(name + ": " + value + "\r\n")
-        except TypeError:
-            bad = next(h for h in headers if type(h[0]) is not str or type(h[1]) is not str)
-            raise TypeError(f"WSGI header {bad!r} must be a pair of str") from None
-        block = "".join(lines)
-        count = len(lines)
-        if block.count("\n") != count or block.count("\r") != count:
-            raise ValueError(f"a WSGI header holds a line break: {block[:200]!r}")
+        status_code = _STATUS_CODES.get(status) if type(status) is str else None
+        if status_code is None:
+            status_code = _check_status(status)
+        for header in headers:
+            name, value = header
+            if type(name) is not str or type(value) is not str:
+                raise TypeError(f"WSGI header {header!r} must be a pair of str")
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                raise ValueError(f"WSGI header {name!r} holds a line break or colon")
         self.status = status
-        self.status_code = int(status[:3])
+        self.status_code = status_code
         self.headers = headers
-        self.header_block = block
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -230,11 +232,24 @@ class Response:
             if self.status is None:
                 raise AssertionError("the app returned a body without calling start_response()")
             chunks: Any = result
-            known_length = sum(map(len, chunks))
             if len(chunks) == 1:
-                self._prepare_head(known_length)
-                self._send_body(chunks[0]) if known_length else self._flush_head(b"")
-            elif known_length <= JOIN_LIMIT:
+                # The usual [body]: head and body in one write, and nothing left to finish.
+                body = chunks[0]
+                size = len(body)
+                self._prepare_head(size)
+                if not (
+                    self.head_only or self.chunked or (self.framed and self.content_length != size)
+                ):
+                    self.body_bytes = size
+                    head = self._pending_head
+                    self._pending_head = b""
+                    self._sendall(head + body if size else head)
+                    return
+                self._send_body(body) if size else self._flush_head(b"")
+                self.finish(size)
+                return
+            known_length = sum(map(len, chunks))
+            if known_length <= JOIN_LIMIT:
                 self._prepare_head(known_length)
                 self._send_body(b"".join(chunks)) if known_length else self._flush_head(b"")
             else:
@@ -289,7 +304,12 @@ class Response:
         elif self.http_framing:
             self._framed_head(known_length, uwsgi=False)
             return
-        head = f"{self.protocol} {self.status}\r\n{self.header_block}\r\n".encode("latin-1")
+        lines = [f"{self.protocol} {self.status}\r\n"]
+        append = lines.append
+        for name, value in self.headers:
+            append(f"{name}: {value}\r\n")
+        append("\r\n")
+        head = "".join(lines).encode("latin-1")
         self._pending_head = head
         self.header_bytes = len(head)
         self.headers_sent = True

@@ -32,6 +32,7 @@ import os
 import queue
 import selectors
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -252,7 +253,9 @@ class Worker:
 
     def _take(self, endpoint: Endpoint) -> ClientConnection | None:
         try:
-            sock, peer = endpoint.sock.accept()
+            # socket.accept() without its wrapper: it builds two enum members (family,
+            # type) per call; the endpoint knows them as ints.
+            fd, peer = endpoint.sock._accept()  # type: ignore[attr-defined]
         except (BlockingIOError, InterruptedError):
             return None  # none left, or a sibling worker took it
         except OSError as exc:
@@ -261,7 +264,9 @@ class Worker:
                 f"{exc.strerror}"
             )
             return None
-        prepare_client(sock, endpoint.listener, self.context.socket_timeout)
+        sock = socket.socket(endpoint.family, socket.SOCK_STREAM, 0, fd)
+        if not endpoint.listener.inherits_client_options:
+            prepare_client(sock, endpoint.listener, self.context.socket_timeout)
         return endpoint.connection(sock, peer)
 
     def _resume(self, connection: ClientConnection) -> None:

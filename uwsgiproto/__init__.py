@@ -28,6 +28,7 @@ from uwsgiproto.packet import (
     encode_header,
     encode_packet,
     encode_vars,
+    parse_packet,
 )
 
 __all__ = [
@@ -51,4 +52,5 @@ __all__ = [
     "encode_header",
     "encode_packet",
     "encode_vars",
+    "parse_packet",
 ]

@@ -141,6 +141,8 @@ _KEYS_KEPT = 1024
 
 def _check_key(key: str) -> None:
     # ``key`` is the raw key read as latin-1: one character per byte.
+    if not key:
+        raise MalformedVars("uwsgi key cannot be empty")
     if not key.isascii():
         raise InvalidVarKey(f"uwsgi key is not ASCII: {key[:64].encode('latin-1')!r}")
     if not key.isprintable():
@@ -157,7 +159,8 @@ def decode_vars(block: bytes) -> dict[str, str]:
     so keys and values are slices of that text; the lengths are read from the
     bytes.  This loop runs for every var of every request, so it is kept to the
     fewest operations: a length that runs past the block shows up as an
-    IndexError or as an end past the block, checked once.
+    IndexError or as an end past the block, checked once; an empty key is
+    never a known one, so ``_check_key`` refuses it.
     """
     text = block.decode("latin-1")
     result: dict[str, str] = {}
@@ -167,13 +170,10 @@ def decode_vars(block: bytes) -> dict[str, str]:
     value_start = 0
     try:
         while pos < end:
-            key_start = pos + 2
-            key_end = key_start + (block[pos] | (block[pos + 1] << 8))
-            if key_end == key_start:
-                raise MalformedVars(f"uwsgi key cannot be empty (offset {pos})")
+            key_end = pos + 2 + (block[pos] | (block[pos + 1] << 8))
+            key = text[pos + 2 : key_end]
             value_start = key_end + 2
             pos = value_start + (block[key_end] | (block[key_end + 1] << 8))
-            key = text[key_start:key_end]
             if key not in known:
                 _check_key(key)
             result[key] = text[value_start:pos]
@@ -182,6 +182,33 @@ def decode_vars(block: bytes) -> dict[str, str]:
     if pos > end:
         raise MalformedVars(f"uwsgi value of {pos - value_start} bytes runs past the vars block")
     return result
+
+
+_WSGI_ONLY: Final = frozenset({MODIFIER_WSGI})
+
+
+def parse_packet(
+    data: bytes, max_vars_size: int, modifiers: frozenset[int] = _WSGI_ONLY
+) -> tuple[Request, int] | None:
+    """The packet at the start of ``data`` and where its vars end, or None if incomplete.
+
+    The one-call form of ``PacketDecoder`` for a buffer that usually holds a whole
+    packet (a server's first read): no decoder object, one pass.  Raises what
+    the decoder raises; a block over ``max_vars_size`` is refused from its header.
+    """
+    if len(data) < HEADER_SIZE:
+        return None
+    modifier1, datasize, modifier2 = _HEADER.unpack_from(data)
+    if datasize > max_vars_size:
+        raise BlockTooLarge(datasize, max_vars_size)
+    if modifier1 not in modifiers:
+        raise UnsupportedModifier(f"unsupported uwsgi modifier1 {modifier1}")
+    if not datasize:
+        raise EmptyVars("uwsgi packet with an empty vars block")
+    end = HEADER_SIZE + datasize
+    if len(data) < end:
+        return None
+    return Request(modifier1, modifier2, decode_vars(data[HEADER_SIZE:end])), end
 
 
 class PacketDecoder:
@@ -234,23 +261,17 @@ class PacketDecoder:
                     return CLOSED
                 raise TruncatedPacket(f"peer closed after {have} of {HEADER_SIZE} header bytes")
             return NEED_DATA
-        modifier1, datasize, modifier2 = _HEADER.unpack_from(buffer)
-        if datasize > self.max_vars_size:
-            raise BlockTooLarge(datasize, self.max_vars_size)
-        if modifier1 not in self.modifiers:
-            raise UnsupportedModifier(f"unsupported uwsgi modifier1 {modifier1}")
-        if not datasize:
-            raise EmptyVars("uwsgi packet with an empty vars block")
-        end = HEADER_SIZE + datasize
-        if have < end:
+        parsed = parse_packet(buffer, self.max_vars_size, self.modifiers)
+        if parsed is None:
             if self._eof:
+                datasize = _HEADER.unpack_from(buffer)[1]
                 raise TruncatedPacket(
                     f"peer closed after {have - HEADER_SIZE} of {datasize} vars bytes"
                 )
             return NEED_DATA
-        request_vars = decode_vars(buffer[HEADER_SIZE:end])
-        self.vars_size = datasize
+        request, end = parsed
+        self.vars_size = end - HEADER_SIZE
         self.trailing_data = buffer[end:]
         self._buffer = b""
         self._done = True
-        return Request(modifier1, modifier2, request_vars)
+        return request
