@@ -223,3 +223,15 @@ def test_checked_keys_are_remembered_within_a_bound() -> None:
     assert len(packet._KEYS) <= packet._KEYS_KEPT
     with pytest.raises(InvalidVarKey):  # a key never seen is still checked
         decode_vars(b"\x02\x00A\n\x00\x00")
+
+
+@given(packet_var_dicts, st.binary(max_size=20))
+def test_parse_packet_agrees_with_the_decoder(pairs: dict[str, str], body: bytes) -> None:
+    packet = encode_packet(pairs)
+    parsed = uwsgiproto.parse_packet(packet + body, 65535)
+    assert parsed is not None
+    request, end = parsed
+    assert request == decode_all(packet + body)[0]
+    assert (packet + body)[end:] == body
+    for cut in range(len(packet)):  # any strict prefix is incomplete, never an error
+        assert uwsgiproto.parse_packet(packet[:cut], 65535) is None
