@@ -397,7 +397,15 @@ class UwsgiConnection(ClientConnection):
     def __init__(
         self, sock: socket.socket, peer: Any, context: WorkerContext, environ: dict[str, Any]
     ) -> None:
-        super().__init__(sock, peer, context, environ)
+        # ClientConnection.__init__ inlined: one connection per request behind nginx.
+        self.sock = sock
+        self.peer = peer
+        self.context = context
+        self.environ = environ
+        self.idle_since = 0.0
+        self.linger = False
+        self._body_deadline = 0.0
+        self._body_received = 0
         self._leftover = b""  # bytes after the last body: the start of the next packet
 
     def has_pending(self) -> bool:
