@@ -32,7 +32,7 @@ from appserver.connection import (
 )
 from appserver.log import RequestRecord
 from appserver.log import emit as write_log
-from appserver.response import SEND_FAILURES, ClientGone, Response, send_file
+from appserver.response import CLIENT_GONE_ERRORS, ClientGone, Response, send_file
 from appserver.scoreboard import CoreSlot
 from appserver.staticmap import evaluate
 
@@ -195,7 +195,7 @@ class Handler:
                         response.body_bytes = send_file(
                             response.sock, handle, offset, length, self.context.socket_timeout
                         )
-                except SEND_FAILURES as exc:
+                except CLIENT_GONE_ERRORS as exc:
                     response.keep_alive = False
                     write_log(
                         f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}"

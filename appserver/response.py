@@ -75,8 +75,13 @@ class FileWrapper:
 # What an expired socket-timeout raises: TimeoutError under a Python socket timeout,
 # BlockingIOError (EAGAIN) under the kernel's SO_RCVTIMEO/SO_SNDTIMEO.
 SOCKET_TIMEOUTS: tuple[type[OSError], ...] = (TimeoutError, BlockingIOError)
-# What a send to a client that went away (or stopped reading) raises.
-SEND_FAILURES: tuple[type[OSError], ...] = (BrokenPipeError, ConnectionResetError, *SOCKET_TIMEOUTS)
+# What a send raises once the client has gone or stopped reading.  One named tuple, because
+# mypy rejects ``except (A, B, *SOCKET_TIMEOUTS)``.
+CLIENT_GONE_ERRORS: tuple[type[OSError], ...] = (
+    BrokenPipeError,
+    ConnectionResetError,
+    *SOCKET_TIMEOUTS,
+)
 
 
 def send_file(sock: socket.socket, file: Any, offset: int, count: int, timeout: float) -> int:
@@ -388,7 +393,7 @@ class Response:
     def _sendall(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
-        except SEND_FAILURES as exc:
+        except CLIENT_GONE_ERRORS as exc:
             raise ClientGone(
                 f"client went away during the response: {exc.strerror or exc}"
             ) from exc
@@ -417,7 +422,7 @@ class Response:
         if length:
             try:
                 sent = send_file(self.sock, filelike, offset, length, self.send_timeout)
-            except SEND_FAILURES as exc:
+            except CLIENT_GONE_ERRORS as exc:
                 raise ClientGone(f"client went away during sendfile: {exc}") from exc
             self.body_bytes += sent
         if (
