@@ -20,15 +20,32 @@ from typing import BinaryIO
 ReadChunk = Callable[[int], bytes]
 
 READ_SIZE = 65536
+# Body left unread by the app is discarded, up to this size, to keep the connection:
+# beyond it, closing is cheaper than reading (and the keep-alive is declined up front).
+DRAIN_LIMIT = 65536
 MAX_READ = 262144
 
 
 class ClientDisconnected(OSError):
-    """The client went away (or stopped sending) before the whole body arrived."""
+    """The client went away (or stopped sending) before the whole body arrived.
+
+    ``status`` is what the client is answered when nothing was sent yet (0: it is
+    gone, send nothing).
+    """
+
+    status = 0
 
 
 class MalformedBody(ClientDisconnected):
     """The body broke its framing (a bad chunk): the client gets 400 if nothing was sent yet."""
+
+    status = 400
+
+
+class BodyTimeout(ClientDisconnected):
+    """The body did not arrive within ``request-body-timeout``: 408 if nothing was sent yet."""
+
+    status = 408
 
 
 class InputStream:
@@ -38,7 +55,7 @@ class InputStream:
     then ``read_chunk`` returns b"" at the end.
     """
 
-    __slots__ = ("_read_chunk", "_remaining", "_buffer", "_length", "_eof")
+    __slots__ = ("_read_chunk", "_remaining", "_buffer", "_length", "_eof", "failed")
 
     def __init__(self, read_chunk: ReadChunk, length: int | None, preread: bytes = b"") -> None:
         self._read_chunk = read_chunk
@@ -48,11 +65,19 @@ class InputStream:
         self._buffer = preread
         self._remaining = (length - len(preread)) if length is not None else -1
         self._eof = length is not None and self._remaining == 0
+        self.failed = False  # a read raised: the connection cannot be reused
 
     @property
     def exhausted(self) -> bool:
         """True when the whole body has been read from the client."""
         return self._eof
+
+    @property
+    def pending(self) -> int:
+        """Body bytes the client has still to send: -1 when unknown (a chunked body)."""
+        if self._eof:
+            return 0
+        return self._remaining if self._length is not None else -1
 
     def _fill(self, want: int) -> bytes:
         """Read the next piece of body from the client (b"" at the end of the body)."""
@@ -62,9 +87,14 @@ class InputStream:
         want = min(want, MAX_READ)
         if self._remaining > 0:
             want = min(want, self._remaining)
-        data = self._read_chunk(max(want, 1))
+        try:
+            data = self._read_chunk(max(want, 1))
+        except BaseException:
+            self.failed = True
+            raise
         if not data:
             if self._remaining > 0:
+                self.failed = True
                 received = (self._length or 0) - self._remaining
                 raise ClientDisconnected(
                     f"client disconnected after {received} of {self._length} body bytes"

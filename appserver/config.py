@@ -60,6 +60,10 @@ class AppServerConfig:
     post_buffering: int = 0  # bodies above this many bytes go to a temp file first; 0 = stream
     socket_timeout: int = 4  # seconds for one read or write on a client socket
     http_keepalive: int = 5  # seconds an idle HTTP keep-alive connection is kept; 0 = close
+    # Per-request deadlines on top of socket-timeout (which bounds one read): a client
+    # that trickles its head or body cannot hold a thread for longer.  0 = off.
+    request_header_timeout: int = 10  # seconds for the whole head (HTTP headers / uwsgi vars)
+    request_body_timeout: int = 30  # seconds for the body, + 1 s per KiB received
     static_maps: tuple[tuple[str, str], ...] = ()  # (URL prefix, directory)
 
     # Control and observation.

@@ -1,51 +1,84 @@
-"""One client connection inside a worker thread: bytes -> codec -> environ -> app -> bytes.
+"""Client connections: bytes in, exchanges out.
 
 Theory of operation
 -------------------
-``Handler`` is owned by one worker thread (one uWSGI "core").  For a uwsgi
-connection it serves exactly one request and closes, as the protocol has it.
-For an HTTP connection it serves every request already buffered (pipelining),
-then hands the connection back to the worker's poller if it may be kept
-alive, so an idle keep-alive client never holds a thread.
+A connection object wraps one accepted socket and its codec.  The poller
+queues it, a handler thread serves it (``Handler.serve``), and between
+requests it may be parked in the poller again, so an idle connection holds no
+thread.  ``next_request()`` reads one request head and returns an
+``Exchange``: the environ, ``wsgi.input`` and the ``Response`` to fill, with
+the keep-alive decision already taken from the protocol and from the worker.
 
-Error handling (STYLE.md rules): a protocol error answers the status the error
-carries and closes; an app exception is logged with its traceback and answered
-with 500 while the worker lives on; a client that goes away costs one concise
-log line, never a traceback.
+- ``UwsgiConnection`` speaks the uwsgi protocol.  Without the
+  ``WSGISTACK_KEEPALIVE`` offer a packet gets a raw response and the
+  connection closes, as nginx expects.  With it (docs/uwsgi-keepalive.md) the
+  response is framed, says ``Wsgistack-Keepalive: timeout=N``, and the
+  connection is kept for the next packet.
+- ``HttpConnection`` speaks HTTP/1.x (``http-socket``) with keep-alive and
+  pipelining.
+
+A request the codec refuses comes back as an Exchange whose ``error`` holds
+the status (the codec error's ``status_hint``) and the message, which goes to
+the log only.  None means the connection has nothing more to give: the peer
+closed it, or a read failed (logged here when it is news).
+
+Deadlines: socket-timeout bounds each read and write (SO_RCVTIMEO/SO_SNDTIMEO
+on the socket).  On top of it, ``request-header-timeout`` bounds the whole
+head and ``request-body-timeout`` the whole body (plus one second per KiB
+received), so a client that trickles a byte a second cannot hold a thread.
+A read that could outlast its deadline waits with poll() for the time left.
+
+The worker decides the rest of keep-alive: ``WorkerContext.admit`` counts
+each request and, once the worker is stopping or reached max-requests, every
+response closes its connection.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import select
 import socket
 import time
-import traceback
 from collections.abc import Callable
-from http import HTTPStatus
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpproto
-from appserver.body import ClientDisconnected, InputStream, MalformedBody, buffer_body
-from appserver.environ import environ_from_http, environ_from_vars
+from appserver.body import (
+    DRAIN_LIMIT,
+    BodyTimeout,
+    ClientDisconnected,
+    InputStream,
+    MalformedBody,
+    buffer_body,
+)
+from appserver.environ import environ_from_http, environ_from_vars, http_listener_environ
+from appserver.listeners import Listener
 from appserver.loader import WSGIApp
 from appserver.log import RequestRecord
 from appserver.log import emit as write_log
-from appserver.response import CLIENT_GONE_ERRORS, SOCKET_TIMEOUTS, ClientGone, Response
-from appserver.scoreboard import CoreSlot
-from appserver.staticmap import StaticMap, evaluate_request, send_static_body
-from uwsgiproto import CLOSED, NEED_DATA, PacketDecoder, UwsgiProtocolError
+from appserver.response import SOCKET_TIMEOUTS, Response
+from appserver.staticmap import StaticMap
+from uwsgiproto import (
+    HEADER_SIZE,
+    NEED_DATA,
+    PacketDecoder,
+    Request,
+    UwsgiProtocolError,
+    parse_packet,
+)
+from uwsgiproto.keepalive import OFFER_VAR, OFFER_VERSION, answer_line
 
-LogLine = Callable[[str], None]
-
-_FIRST_READ = 65536
-# An HTTP body the app left unread is discarded up to this size to keep the
-# connection; beyond it, closing is cheaper than reading.
-_DRAIN_LIMIT = 65536
+_READ_SIZE = 65536
+# request-body-timeout grows by one second per this many bytes received.
+BODY_BYTES_PER_SECOND = 1024
+_monotonic = time.monotonic
 
 
-def error_response(status: int, detail: str = "", protocol: str = "HTTP/1.1") -> bytes:
-    phrase = HTTPStatus(status).phrase
-    body = f"{status} {phrase}\n{detail}\n".encode() if detail else f"{status} {phrase}\n".encode()
+def error_response(status: int, protocol: str = "HTTP/1.1") -> bytes:
+    """A complete error reply: the status line's text as the body, never a parser's message."""
+    phrase = httpproto.reason_phrase(status)
+    body = f"{status} {phrase}\n".encode()
     head = (
         f"{protocol} {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -53,14 +86,29 @@ def error_response(status: int, detail: str = "", protocol: str = "HTTP/1.1") ->
     return head.encode("latin-1") + body
 
 
+# A lingering close reads (and drops) at most this much, for at most this long: enough
+# for a client still sending a body to finish and read our answer, not enough for a
+# slow one to hold the thread (nginx's lingering_time, much shorter).
+LINGER_BYTES = 1 << 20
+LINGER_SECONDS = 1.0
+
+
 def close_quietly(sock: socket.socket, linger: bool = False) -> None:
-    """Close, first letting a client that is still sending read our answer (lingering close)."""
+    """Close, first letting a client that is still sending read our answer (lingering close).
+
+    Closing a socket with unread bytes makes the kernel send a reset, which can
+    destroy the answer before the client has read it.
+    """
     try:
         if linger:
             sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(0.5)
+            deadline = _monotonic() + LINGER_SECONDS
             received = 0
-            while received < 1 << 20:
+            while received < LINGER_BYTES:
+                left = deadline - _monotonic()
+                if left <= 0:
+                    break
+                sock.settimeout(min(left, 0.5))
                 data = sock.recv(65536)
                 if not data:
                     break
@@ -71,8 +119,29 @@ def close_quietly(sock: socket.socket, linger: bool = False) -> None:
         sock.close()
 
 
+def send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
+class HeadTimeout(Exception):
+    """The request head did not arrive within request-header-timeout."""
+
+
+def _wait_readable(sock: socket.socket, seconds: float) -> bool:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(max(seconds, 0.0) * 1000.0))
+
+
 class WorkerContext:
-    """What every handler thread of one worker shares (read-only after boot)."""
+    """What every connection and handler thread of one worker shares.
+
+    Read-only after boot, except ``draining`` (set once: the worker is stopping,
+    or reached max-requests) and the request counter.
+    """
 
     def __init__(
         self,
@@ -85,7 +154,11 @@ class WorkerContext:
         socket_timeout: float,
         static_map: StaticMap | None,
         format_request: Callable[[RequestRecord], str] | None,
-        count_request: Callable[[], int],
+        header_timeout: float = 0.0,
+        body_timeout: float = 0.0,
+        keepalive: int = 0,
+        max_requests: int = 0,
+        on_max_requests: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.base_environ = base_environ
@@ -94,354 +167,497 @@ class WorkerContext:
         self.buffer_size = buffer_size
         self.post_buffering = post_buffering
         self.socket_timeout = socket_timeout
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.keepalive = keepalive  # idle seconds a kept connection waits; 0 = no keep-alive
+        self.keepalive_answer = answer_line(keepalive) if keepalive > 0 else None
         self.static_map = static_map
         self.format_request = format_request
-        self.count_request = count_request
+        self.max_requests = max_requests
+        self.on_max_requests = on_max_requests
+        self._count = itertools.count(1).__next__  # atomic under the GIL
         self.stopping = False
+        # No request after the current ones: stopping, or max-requests reached.
+        self.draining = False
+        # The body of a request without one: never read from, so one serves them all.
+        self.empty_body = InputStream(_no_body, 0)
+
+    def admit(self) -> int:
+        """Count one request in; its number in this worker.
+
+        The request that reaches max-requests turns ``draining`` on, so it and
+        every later one close their connection, and tells the worker to stop
+        accepting.
+        """
+        number = self._count()
+        if number == self.max_requests:
+            self.draining = True
+            if self.on_max_requests is not None:
+                self.on_max_requests()
+        return number
 
 
-class HttpConnection:
-    """An HTTP client connection and its parser, parked in the poller between requests."""
+def _no_body(size: int) -> bytes:
+    return b""
+
+
+class ExchangeError:
+    """A request refused before it reached the app: the status to answer and the log line."""
+
+    __slots__ = ("status", "message")
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+class Exchange:
+    """One request on a connection, from its head to the end of its response."""
 
     __slots__ = (
-        "sock",
-        "parser",
-        "remote_addr",
-        "remote_port",
-        "server_name",
-        "server_port",
-        "idle_since",
+        "environ",
+        "body",
+        "spooled",
+        "response",
+        "error",
+        "started",
+        "number",
+        "vars_count",
+        "vars_bytes",
     )
 
     def __init__(
-        self, sock: socket.socket, peer: Any, server_name: str, server_port: str, max_header: int
+        self,
+        environ: dict[str, Any],
+        body: InputStream,
+        spooled: BinaryIO | None,
+        response: Response | None,
+        error: ExchangeError | None,
+        started: float,
+        number: int,
+        vars_count: int,
+        vars_bytes: int,
+    ) -> None:
+        self.environ = environ
+        self.body = body  # the body as read from the client (wsgi.input, unless spooled)
+        self.spooled = spooled  # post-buffering's copy, which is wsgi.input then
+        self.response = response
+        self.error = error
+        self.started = started  # epoch seconds
+        self.number = number  # this worker's request count, this one included
+        self.vars_count = vars_count
+        self.vars_bytes = vars_bytes
+
+    @property
+    def keep_alive(self) -> bool:
+        """Whether the connection may serve another request after this one."""
+        return self.response is not None and self.response.keep_alive
+
+
+def _refused(status: int, message: str) -> Exchange:
+    return Exchange({}, _REFUSED_BODY, None, None, ExchangeError(status, message), 0.0, 0, 0, 0)
+
+
+_REFUSED_BODY = InputStream(_no_body, 0)
+
+
+class ClientConnection:
+    """What both protocols share: the socket, the deadlines, the end of an exchange."""
+
+    __slots__ = (
+        "sock",
+        "peer",
+        "context",
+        "environ",
+        "idle_since",
+        "linger",
+        "_body_deadline",
+        "_body_received",
+    )
+
+    def __init__(
+        self, sock: socket.socket, peer: Any, context: WorkerContext, environ: dict[str, Any]
     ) -> None:
         self.sock = sock
+        self.peer = peer
+        self.context = context
+        self.environ = environ  # the listener's environ template
+        self.idle_since = 0.0
+        self.linger = False  # close with a lingering close: the client may still be sending
+        self._body_deadline = 0.0
+        self._body_received = 0
+
+    def next_request(self) -> Exchange | None:
+        raise NotImplementedError
+
+    def has_pending(self) -> bool:
+        """True when the next request's bytes are already buffered (pipelined)."""
+        return False
+
+    @property
+    def peer_text(self) -> str:
+        peer = self.peer
+        if isinstance(peer, tuple):
+            return f"{peer[0]}:{peer[1]}"
+        return "unix socket"
+
+    # -- reads bounded by the deadlines ------------------------------------------
+
+    def _head_deadline(self) -> float:
+        timeout = self.context.header_timeout
+        return _monotonic() + timeout if timeout else 0.0
+
+    def _recv_head(self, deadline: float) -> bytes:
+        if deadline:
+            left = deadline - _monotonic()
+            if left < self.context.socket_timeout and (
+                left <= 0 or not _wait_readable(self.sock, left)
+            ):
+                raise HeadTimeout
+        return self.sock.recv(_READ_SIZE)
+
+    def _recv_body(self, size: int) -> bytes:
+        """One read of the request body, within request-body-timeout."""
+        timeout = self.context.body_timeout
+        if timeout:
+            now = _monotonic()
+            deadline = self._body_deadline
+            if not deadline:
+                # The clock starts at the first read: an app may work before it reads.
+                deadline = self._body_deadline = now + timeout
+            left = deadline + self._body_received / BODY_BYTES_PER_SECOND - now
+            if left < self.context.socket_timeout and (
+                left <= 0 or not _wait_readable(self.sock, left)
+            ):
+                raise BodyTimeout(
+                    f"request body not received within request-body-timeout "
+                    f"({timeout:g} s + 1 s per KiB): {self._body_received} bytes came"
+                )
+        data = self.sock.recv(size)
+        self._body_received += len(data)
+        return data
+
+    def _start_body(self) -> None:
+        self._body_deadline = 0.0
+        self._body_received = 0
+
+    def _spool(
+        self, exchange_body: InputStream, method: str, uri: str
+    ) -> BinaryIO | Exchange | None:
+        """post-buffering: the whole body now.  An Exchange is an error to answer; None: close."""
+        try:
+            return buffer_body(exchange_body, self.context.post_buffering)
+        except (ClientDisconnected, OSError) as exc:
+            message = f"{method} {uri}: body not received: {os_error_text(exc)}"
+            status = exc.status if isinstance(exc, ClientDisconnected) else 0
+            if status:
+                return _refused(status, message)
+            write_log(message)
+            return None
+
+    # -- the end of an exchange -------------------------------------------------
+
+    def finish(self, exchange: Exchange) -> bool:
+        """Clean up after a response; True if the connection can serve another request."""
+        if exchange.spooled is not None:
+            exchange.spooled.close()  # the post-buffering temp file (the app must not close it)
+        body = exchange.body
+        if body.exhausted:
+            response = exchange.response
+            return response is not None and response.keep_alive
+        response = exchange.response
+        if response is not None and response.keep_alive:
+            try:
+                # Whatever body the app did not read stands between us and the next request.
+                if body.drain(DRAIN_LIMIT):
+                    return True
+            except (ClientDisconnected, httpproto.HttpProtocolError, OSError):
+                return False
+        self.linger = not body.failed  # the client may still be sending the body
+        return False
+
+    def refuse(self, error: ExchangeError) -> None:
+        """Answer a refused request with its status (the message goes to the log) and close."""
+        write_log(error.message)
+        send_quietly(self.sock, error_response(error.status))
+        close_quietly(self.sock, linger=True)
+
+    def close(self) -> None:
+        if self.linger:
+            close_quietly(self.sock, linger=True)
+        else:
+            self.sock.close()
+
+
+class UwsgiConnection(ClientConnection):
+    """A uwsgi peer (nginx, edge, uwsgi_curl): one packet, or several with the keep-alive offer."""
+
+    __slots__ = ("_leftover",)
+
+    def __init__(
+        self, sock: socket.socket, peer: Any, context: WorkerContext, environ: dict[str, Any]
+    ) -> None:
+        # ClientConnection.__init__ inlined: one connection per request behind nginx.
+        self.sock = sock
+        self.peer = peer
+        self.context = context
+        self.environ = environ
+        self.idle_since = 0.0
+        self.linger = False
+        self._body_deadline = 0.0
+        self._body_received = 0
+        self._leftover = b""  # bytes after the last body: the start of the next packet
+
+    def has_pending(self) -> bool:
+        return bool(self._leftover)
+
+    def next_request(self) -> Exchange | None:
+        context = self.context
+        try:
+            data = self._leftover
+            if data:
+                self._leftover = b""
+            else:
+                # The first read needs no deadline of its own: socket-timeout bounds it,
+                # and request-header-timeout counts from the first byte.
+                data = self.sock.recv(_READ_SIZE)
+                if not data:
+                    return None  # a bare connect and close (a health check), or an idle kept one
+            parsed = parse_packet(data, context.buffer_size)
+            if parsed is not None:
+                request, end = parsed
+                trailing = data[end:]
+                vars_size = end - HEADER_SIZE
+            else:
+                decoder = PacketDecoder(max_vars_size=context.buffer_size)
+                decoder.feed(data)
+                deadline = self._head_deadline()
+                event = decoder.next_event()
+                while event is NEED_DATA:
+                    decoder.feed(self._recv_head(deadline))
+                    event = decoder.next_event()
+                if type(event) is not Request:
+                    return None  # CLOSED cannot follow data; for the type checker
+                request = event
+                trailing = decoder.trailing_data
+                vars_size = decoder.vars_size
+        except UwsgiProtocolError as exc:
+            return _refused(exc.status_hint, f"uwsgi request refused from {self.peer_text}: {exc}")
+        except HeadTimeout:
+            return _refused(
+                408,
+                f"uwsgi request from {self.peer_text}: vars not received within "
+                f"request-header-timeout ({context.header_timeout:g} s)",
+            )
+        except OSError as exc:  # TimeoutError or BlockingIOError: socket-timeout
+            write_log(
+                f"uwsgi request from {self.peer_text}: read failed before the vars arrived: "
+                f"{os_error_text(exc)}"
+            )
+            return None
+        request_vars = request.vars
+        started = time.time()
+        vars_count = len(request_vars)
+        offer = request_vars.pop(OFFER_VAR, None) if OFFER_VAR in request_vars else None
+        length_text = request_vars.get("CONTENT_LENGTH")
+        length = 0
+        if length_text:
+            if length_text.isascii() and length_text.isdigit():
+                length = int(length_text)
+            else:
+                offer = None  # where this body ends is unknown: the connection cannot be kept
+        number = context.admit()
+        environ = environ_from_vars(self.environ, request_vars)
+        answer = context.keepalive_answer
+        if offer != OFFER_VERSION or context.draining:
+            answer = None
+        if length:
+            if len(trailing) > length:
+                self._leftover = trailing[length:]
+                trailing = trailing[:length]
+            self._start_body()
+            body = InputStream(self._recv_body, length, trailing)
+        else:
+            if trailing:
+                self._leftover = trailing
+            body = context.empty_body
+        spooled = None
+        if length and context.post_buffering:
+            outcome = self._spool(body, environ["REQUEST_METHOD"], environ.get("REQUEST_URI", ""))
+            if outcome is None or isinstance(outcome, Exchange):
+                return outcome
+            environ["wsgi.input"] = spooled = outcome
+        else:
+            environ["wsgi.input"] = body
+        response = Response(
+            self.sock,
+            environ["SERVER_PROTOCOL"],
+            head_only=environ["REQUEST_METHOD"] == "HEAD",
+            keep_alive=answer is not None,
+            send_timeout=context.socket_timeout,
+            keepalive_answer=answer,
+            request_body=body if answer is not None else None,
+        )
+        return Exchange(
+            environ, body, spooled, response, None, started, number, vars_count, vars_size
+        )
+
+
+class HttpConnection(ClientConnection):
+    """An HTTP/1.x client on ``http-socket``: keep-alive and pipelining."""
+
+    __slots__ = ("parser", "remote_addr", "remote_port", "_peeked")
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: Any,
+        context: WorkerContext,
+        environ: dict[str, Any],
+        max_header: int,
+    ) -> None:
+        super().__init__(sock, peer, context, environ)
         self.parser = httpproto.RequestParser(max_header_size=max_header)
         if isinstance(peer, tuple):
             self.remote_addr, self.remote_port = peer[0], str(peer[1])
         else:
             self.remote_addr, self.remote_port = "127.0.0.1", "0"
-        self.server_name = server_name
-        self.server_port = server_port
-        self.idle_since = 0.0
+        self._peeked: httpproto.Event | None = None
 
-
-class Handler:
-    """Serves requests on one worker thread."""
-
-    def __init__(self, context: WorkerContext, core: CoreSlot, core_index: int) -> None:
-        self.context = context
-        self.core = core
-        self.core_index = core_index
-        self.requests = 0
-
-    # -- uwsgi ---------------------------------------------------------------
-
-    def handle_uwsgi(self, sock: socket.socket, peer: Any) -> None:
-        context = self.context
-        decoder = PacketDecoder(max_vars_size=context.buffer_size)
-        try:
-            while True:
-                event = decoder.next_event()
-                if event is NEED_DATA:
-                    decoder.feed(sock.recv(_FIRST_READ))
-                    continue
-                break
-        except UwsgiProtocolError as exc:
-            write_log(f"uwsgi request refused from {_peer_text(peer)}: {exc}")
-            self._send_quietly(sock, error_response(exc.status_hint, str(exc)))
-            close_quietly(sock, linger=True)
-            return
-        except OSError as exc:  # TimeoutError or BlockingIOError: socket-timeout
-            write_log(
-                f"uwsgi request from {_peer_text(peer)}: read failed before the vars arrived: {_os_error(exc)}"
-            )
-            sock.close()
-            return
-        if event is CLOSED:
-            sock.close()  # a bare connect and close: a health check or a port scan
-            return
-        request_vars = event.vars  # type: ignore[union-attr]
-        started = time.time()
-        environ = environ_from_vars(context.base_environ, request_vars)
-        length_text = request_vars.get("CONTENT_LENGTH")
-        length = int(length_text) if length_text and length_text.isdigit() else 0
-        preread = decoder.trailing_data
-        recv = sock.recv
-        buffered = None
-        try:
-            stream = InputStream(recv, length, preread)
-            if length and context.post_buffering:
-                environ["wsgi.input"] = buffered = buffer_body(stream, context.post_buffering)
-            else:
-                environ["wsgi.input"] = stream
-        except (ClientDisconnected, OSError) as exc:
-            write_log(
-                f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: body not received: {_os_error(exc)}"
-            )
-            sock.close()
-            return
-        response = Response(
-            sock,
-            environ["SERVER_PROTOCOL"],
-            head_only=environ["REQUEST_METHOD"] == "HEAD",
-            send_timeout=context.socket_timeout,
-        )
-        try:
-            self._serve(environ, response, started, len(request_vars), decoder.vars_size)
-        finally:
-            if buffered is not None:
-                buffered.close()  # the post-buffering temp file (the app must not close it)
-            sock.close()
-
-    # -- HTTP ------------------------------------------------------------------
-
-    def handle_http(self, connection: HttpConnection) -> bool:
-        """Serve what this connection has sent; True to park it for keep-alive, False if closed."""
-        context = self.context
-        sock = connection.sock
-        parser = connection.parser
+    def has_pending(self) -> bool:
+        # The parser only parses in next_event: ask it, and keep what it said.
+        parser = self.parser
         try:
             event = parser.next_event()
-            while True:
-                while event is httpproto.NEED_DATA:
-                    parser.feed(sock.recv(_FIRST_READ))
-                    event = parser.next_event()
-                if event is httpproto.CLOSED:
-                    sock.close()
-                    return False
-                if not self._serve_http_request(connection, event) or context.stopping:
-                    close_quietly(sock)
-                    return False
+            while type(event) is httpproto.EndOfMessage:
                 event = parser.next_event()
-                if event is httpproto.NEED_DATA:
-                    return True  # nothing pipelined: park it in the poller
+        except httpproto.HttpProtocolError:
+            return True  # the parser raises it again in next_request, which answers it
+        self._peeked = event
+        return event is not httpproto.NEED_DATA
+
+    def next_request(self) -> Exchange | None:
+        context = self.context
+        parser = self.parser
+        try:
+            event = self._peeked
+            if event is None:
+                event = parser.next_event()
+            else:
+                self._peeked = None
+            if event is httpproto.NEED_DATA:
+                # The first read needs no deadline of its own (see UwsgiConnection).
+                parser.feed(self.sock.recv(_READ_SIZE))
+                event = parser.next_event()
+            if type(event) is not httpproto.RequestHead:
+                deadline = self._head_deadline()
+                while True:
+                    if event is httpproto.NEED_DATA:
+                        parser.feed(self._recv_head(deadline))
+                    elif type(event) is httpproto.EndOfMessage:
+                        pass  # the end of a body read to its Content-Length
+                    elif type(event) is httpproto.RequestHead:
+                        break
+                    else:
+                        return None  # CLOSED: the client is done
+                    event = parser.next_event()
         except httpproto.HttpProtocolError as exc:
-            write_log(f"bad HTTP request from {connection.remote_addr}: {exc}")
-            self._send_quietly(sock, error_response(exc.status_hint, str(exc)))
-            close_quietly(sock, linger=True)
-            return False
+            return _refused(exc.status_hint, f"bad HTTP request from {self.remote_addr}: {exc}")
+        except HeadTimeout:
+            return _refused(
+                408,
+                f"HTTP client {self.remote_addr}: request head not received within "
+                f"request-header-timeout ({context.header_timeout:g} s)",
+            )
         except OSError as exc:
             if not isinstance(exc, SOCKET_TIMEOUTS):
-                write_log(f"HTTP client {connection.remote_addr}: {_os_error(exc)}")
-            sock.close()
-            return False
-
-    def _serve_http_request(self, connection: HttpConnection, head: Any) -> bool:
-        context = self.context
+                write_log(f"HTTP client {self.remote_addr}: {os_error_text(exc)}")
+            return None
+        head = event
         started = time.time()
+        number = context.admit()
         environ = environ_from_http(
-            context.base_environ,
+            self.environ,
             method=head.method,
             target=head.target,
             path=head.path,
             query=head.query,
             http_version=head.http_version,
             headers=head.headers,
-            remote_addr=connection.remote_addr,
-            remote_port=connection.remote_port,
-            server_name=connection.server_name,
-            server_port=connection.server_port,
+            remote_addr=self.remote_addr,
+            remote_port=self.remote_port,
         )
-        sock = connection.sock
-        parser = connection.parser
-        if head.expect_continue and (head.content_length or head.chunked):
-            self._send_quietly(sock, b"HTTP/1.1 100 Continue\r\n\r\n")
-
-        def read_body(size: int) -> bytes:
-            while True:
-                try:
-                    event = parser.next_event()
-                except httpproto.HttpProtocolError as exc:
-                    raise MalformedBody(f"malformed request body: {exc}") from exc
-                if event is httpproto.NEED_DATA:
-                    data = sock.recv(size)
-                    if not data:
-                        raise ClientDisconnected("client disconnected in the middle of the body")
-                    parser.feed(data)
-                    continue
-                if isinstance(event, httpproto.Data):
-                    return event.data
-                return b""  # EndOfMessage
-
-        body = InputStream(read_body, None)
-        buffered = None
-        try:
-            if context.post_buffering and (head.content_length or head.chunked):
-                environ["wsgi.input"] = buffered = buffer_body(body, context.post_buffering)
-            else:
-                environ["wsgi.input"] = body
-        except (ClientDisconnected, OSError) as exc:
-            write_log(
-                f"{head.method} {environ['REQUEST_URI']}: body not received: {_os_error(exc)}"
-            )
-            if isinstance(exc, MalformedBody):
-                self._send_quietly(sock, error_response(400, str(exc)))
-            return False
+        if head.chunked or head.content_length:
+            if head.expect_continue:
+                send_quietly(self.sock, httpproto.CONTINUE)
+            self._start_body()
+            body = InputStream(self._read_body, None if head.chunked else head.content_length)
+        else:
+            body = context.empty_body
+        spooled = None
+        if body is not context.empty_body and context.post_buffering:
+            outcome = self._spool(body, head.method, environ["REQUEST_URI"])
+            if outcome is None or isinstance(outcome, Exchange):
+                return outcome
+            environ["wsgi.input"] = spooled = outcome
+        else:
+            environ["wsgi.input"] = body
         response = Response(
-            sock,
+            self.sock,
             "HTTP/1.1" if head.http_version == "1.1" else "HTTP/1.0",
             head_only=head.method == "HEAD",
             http_framing=True,
-            keep_alive=head.keep_alive and not context.stopping,
+            keep_alive=head.keep_alive and context.keepalive > 0 and not context.draining,
             send_timeout=context.socket_timeout,
+            request_body=body,
         )
-        try:
-            self._serve(environ, response, started, len(head.headers), 0)
-        finally:
-            if buffered is not None:
-                buffered.close()  # the post-buffering temp file (the app must not close it)
-        if not response.keep_alive:
-            return False
-        try:
-            # Whatever body the app did not read stands between us and the next request.
-            return body.drain(_DRAIN_LIMIT)
-        except (ClientDisconnected, httpproto.HttpProtocolError, OSError):
-            return False
+        return Exchange(
+            environ, body, spooled, response, None, started, number, len(head.headers), 0
+        )
 
-    # -- shared ----------------------------------------------------------------
-
-    def _serve(
-        self,
-        environ: dict[str, Any],
-        response: Response,
-        started: float,
-        vars_count: int,
-        vars_bytes: int,
-    ) -> None:
-        context = self.context
-        core = self.core
-        method = environ["REQUEST_METHOD"]
-        uri = environ.get("REQUEST_URI") or environ["PATH_INFO"]
-        core.begin(started, f"{method} {uri}".encode("latin-1", "replace"))
-        failed = False
-        static = False
-        try:
-            static = context.static_map is not None and self._serve_static(environ, response)
-            if not static:
-                failed = self._call_app(environ, response)
-        finally:
-            finished = time.time()
-            core.end(finished - started, response.body_bytes, failed, static)
-            self.requests += 1
-            total = context.count_request()
-            if context.format_request is not None:
-                record = RequestRecord(
-                    pid=context.pid,
-                    worker_id=context.worker_id,
-                    request_number=self.requests,
-                    total_requests=total,
-                    remote_addr=environ.get("REMOTE_ADDR", ""),
-                    remote_user=environ.get("REMOTE_USER", ""),
-                    vars_count=vars_count,
-                    vars_bytes=vars_bytes,
-                    started_at=started,
-                    method=method,
-                    uri=uri,
-                    response_bytes=response.body_bytes,
-                    msecs=(finished - started) * 1000.0,
-                    protocol=environ.get("SERVER_PROTOCOL", ""),
-                    status=response.status_code,
-                    headers_count=len(response.headers),
-                    headers_bytes=response.header_bytes,
-                    core=self.core_index,
-                    app_id=-1 if static else 0,
-                    via="sendfile" if static else "",
-                )
-                write_log(context.format_request(record))
-
-    def _call_app(self, environ: dict[str, Any], response: Response) -> bool:
-        """Run the app and send its response; True if it failed."""
-        result = None
-        try:
-            result = self.context.app(environ, response.start_response)
-            response.send_result(result)
-            return False
-        except ClientGone as exc:
-            response.keep_alive = False
-            write_log(
-                f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: {exc} after {response.body_bytes} bytes"
-            )
-            return False
-        except ClientDisconnected as exc:
-            response.keep_alive = False
-            write_log(f"{environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}: {exc}")
-            if isinstance(exc, MalformedBody) and not response.headers_sent:
-                response.status_code = 400
-                self._send_quietly(response.sock, error_response(400, str(exc), response.protocol))
-            return False
-        except Exception:
-            response.keep_alive = False
-            write_log(
-                f"error in app on {environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}:\n"
-                + traceback.format_exc().rstrip()
-            )
-            if not response.headers_sent:
-                response.status_code = 500
-                response.headers = []
-                self._send_quietly(response.sock, error_response(500, protocol=response.protocol))
-            return True
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    write_log("error in the app's close():\n" + traceback.format_exc().rstrip())
-
-    def _serve_static(self, environ: dict[str, Any], response: Response) -> bool:
-        static_map = self.context.static_map
-        assert static_map is not None
-        static_file = static_map.lookup(environ["PATH_INFO"])
-        if static_file is None:
-            return False
-        answer = evaluate_request(static_file, environ)
-        if answer is None:
-            return False
-        try:
-            handle = open(static_file.path, "rb")
-        except OSError:
-            return False  # vanished since the lookup: let the app answer
-        with handle:
-            if not static_file.same_file(os.fstat(handle.fileno())):
-                return False  # replaced between stat and open: its headers would lie
-            response.start_response(answer.status, answer.headers)
-            response.head_only = not answer.send_body
-            if answer.send_body:
-                response._prepare_head(answer.content_length)
-                response._flush_head(b"")
-                try:
-                    response.body_bytes = send_static_body(
-                        response.sock, handle, answer, self.context.socket_timeout
-                    )
-                except CLIENT_GONE_ERRORS as exc:
-                    response.keep_alive = False
-                    write_log(
-                        f"GET {environ.get('REQUEST_URI', '')}: client went away during sendfile: {exc}"
-                    )
-                else:
-                    if response.body_bytes != answer.content_length:
-                        response.keep_alive = False  # the file shrank: the framing is off
-            else:
-                response.finish(0)
-        return True
-
-    @staticmethod
-    def _send_quietly(sock: socket.socket, data: bytes) -> None:
-        try:
-            sock.sendall(data)
-        except OSError:
-            pass
+    def _read_body(self, size: int) -> bytes:
+        parser = self.parser
+        while True:
+            try:
+                event = parser.next_event()
+            except httpproto.HttpProtocolError as exc:
+                raise MalformedBody(f"malformed request body: {exc}") from exc
+            if event is httpproto.NEED_DATA:
+                data = self._recv_body(size)
+                if not data:
+                    raise ClientDisconnected("client disconnected in the middle of the body")
+                parser.feed(data)
+                continue
+            if type(event) is httpproto.Data:
+                return event.data
+            return b""  # EndOfMessage
 
 
-def _peer_text(peer: Any) -> str:
-    if isinstance(peer, tuple):
-        return f"{peer[0]}:{peer[1]}"
-    return "unix socket"
+class Endpoint:
+    """One listener as a worker serves it: its protocol and its environ template."""
+
+    __slots__ = ("listener", "sock", "family", "context", "environ", "http", "max_header")
+
+    def __init__(self, listener: Listener, context: WorkerContext) -> None:
+        self.listener = listener
+        self.sock = listener.sock
+        self.family = int(listener.sock.family)
+        self.context = context
+        self.http = listener.protocol == "http"  # "router" (the --http front) speaks uwsgi
+        if self.http:
+            name, port = listener.server_name_port
+            self.environ = http_listener_environ(context.base_environ, name, port)
+        else:
+            self.environ = context.base_environ
+        self.max_header = max(context.buffer_size, 8192)
+
+    def connection(self, sock: socket.socket, peer: Any) -> ClientConnection:
+        if self.http:
+            return HttpConnection(sock, peer, self.context, self.environ, self.max_header)
+        return UwsgiConnection(sock, peer, self.context, self.environ)
 
 
-def _os_error(exc: BaseException) -> str:
+def os_error_text(exc: BaseException) -> str:
     if isinstance(exc, SOCKET_TIMEOUTS):
         return "timed out (socket-timeout)"
     if isinstance(exc, OSError) and exc.strerror:

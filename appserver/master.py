@@ -392,10 +392,13 @@ class Arbiter:
             if process is None:
                 continue
             state = self.board.state(slot)
-            if state == sb.READY and not process.ready:
+            # The pipe carries "my state changed", not each change: a replacement can be
+            # READY and already RECYCLE by the time we look, and must count as ready too
+            # (else its predecessor is never stopped and the scoreboard fills up).
+            if state in (sb.READY, sb.RECYCLE) and not process.ready:
                 process.ready = True
                 self._on_ready(process)
-            elif state == sb.RECYCLE and process.replaced_by is None and not self.stopping:
+            if state == sb.RECYCLE and process.replaced_by is None and not self.stopping:
                 requests = self.board.snapshot(slot).requests
                 emit(
                     f"worker {process.worker_id} (pid: {process.pid}) served {requests} requests "

@@ -498,6 +498,20 @@ OPTIONS: tuple[Option, ...] = (
         "the http front keeps edge's 75 s",
     ),
     Option(
+        "request-header-timeout",
+        "request_header_timeout",
+        NATURAL,
+        10,
+        "seconds a client has to send a whole request head (408 after; 0 = off)",
+    ),
+    Option(
+        "request-body-timeout",
+        "request_body_timeout",
+        NATURAL,
+        30,
+        "seconds a client has to send a request body, + 1 s per KiB received (0 = off)",
+    ),
+    Option(
         "static-map",
         "static_maps",
         STATIC_MAP,

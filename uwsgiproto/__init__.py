@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from uwsgiproto.errors import (
     BlockTooLarge,
+    EmptyVars,
     InvalidVarKey,
     MalformedVars,
     TruncatedPacket,
@@ -27,6 +28,7 @@ from uwsgiproto.packet import (
     encode_header,
     encode_packet,
     encode_vars,
+    parse_packet,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "MAX_DATASIZE",
     "NEED_DATA",
     "BlockTooLarge",
+    "EmptyVars",
     "Header",
     "InvalidVarKey",
     "MalformedVars",
@@ -49,4 +52,5 @@ __all__ = [
     "encode_header",
     "encode_packet",
     "encode_vars",
+    "parse_packet",
 ]

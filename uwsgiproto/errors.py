@@ -44,6 +44,14 @@ class MalformedVars(UwsgiProtocolError):
     """A key or value length runs past the end of the vars block, or a key is empty."""
 
 
+class EmptyVars(UwsgiProtocolError):
+    """A packet whose vars block is empty (``datasize`` 0): no method, no path, nothing to serve.
+
+    uWSGI answers such a packet with an empty environ; it is never what a
+    proxy sends, so it is refused as malformed.
+    """
+
+
 class InvalidVarKey(UwsgiProtocolError):
     """A var key holds bytes that are not printable ASCII."""
 

@@ -11,7 +11,8 @@ and closes (there is no framing on the way back).
 ``PacketDecoder`` is shaped like h11: ``feed(data)`` any number of times, then
 ``next_event()`` returns ``NEED_DATA``, ``CLOSED`` (the peer hung up before
 sending a byte) or a ``Request``.  After a ``Request`` the bytes already read
-past the vars (the start of the body) are in ``trailing_data``.
+past the vars (the start of the body) are in ``trailing_data``.  A packet with
+an empty vars block is refused (``EmptyVars``): it names no method and no path.
 
 Keys are printable ASCII (CGI variable names); values are decoded as latin-1
 so that every byte survives, which is what PEP 3333 asks of "native strings".
@@ -26,6 +27,7 @@ from typing import Final
 
 from uwsgiproto.errors import (
     BlockTooLarge,
+    EmptyVars,
     InvalidVarKey,
     MalformedVars,
     TruncatedPacket,
@@ -61,7 +63,8 @@ class Header:
     modifier2: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass __init__ pays an object.__setattr__ per field, once per request.
+@dataclass(slots=True)
 class Request:
     """A decoded uwsgi request: its modifiers and its vars (the WSGI environ's CGI part)."""
 
@@ -132,50 +135,80 @@ def encode_packet(
 
 # Keys already checked: the same twenty or so arrive with every request.  Bounded,
 # since the peer chooses them.
-_KEYS: dict[bytes, str] = {}
+_KEYS: dict[str, str] = {}
 _KEYS_KEPT = 1024
 
 
-def _decode_key(raw_key: bytes) -> str:
-    try:
-        key = raw_key.decode("ascii")
-    except UnicodeDecodeError:
-        raise InvalidVarKey(f"uwsgi key is not ASCII: {raw_key[:64]!r}") from None
+def _check_key(key: str) -> None:
+    # ``key`` is the raw key read as latin-1: one character per byte.
+    if not key:
+        raise MalformedVars("uwsgi key cannot be empty")
+    if not key.isascii():
+        raise InvalidVarKey(f"uwsgi key is not ASCII: {key[:64].encode('latin-1')!r}")
     if not key.isprintable():
-        raise InvalidVarKey(f"uwsgi key holds control characters: {raw_key[:64]!r}")
+        raise InvalidVarKey(f"uwsgi key holds control characters: {key[:64].encode('latin-1')!r}")
     if len(_KEYS) >= _KEYS_KEPT:
         _KEYS.clear()
-    _KEYS[raw_key] = key
-    return key
+    _KEYS[key] = key
 
 
 def decode_vars(block: bytes) -> dict[str, str]:
-    """Decode a complete vars block; raise a ``UwsgiProtocolError`` if it is malformed."""
+    """Decode a complete vars block; raise a ``UwsgiProtocolError`` if it is malformed.
+
+    The block is decoded to text once (latin-1 maps each byte to one character),
+    so keys and values are slices of that text; the lengths are read from the
+    bytes.  This loop runs for every var of every request, so it is kept to the
+    fewest operations: a length that runs past the block shows up as an
+    IndexError or as an end past the block, checked once; an empty key is
+    never a known one, so ``_check_key`` refuses it.
+    """
+    text = block.decode("latin-1")
     result: dict[str, str] = {}
     end = len(block)
     pos = 0
-    while pos < end:
-        if pos + 2 > end:
-            raise MalformedVars(f"uwsgi key length truncated at offset {pos}")
-        key_len = block[pos] | (block[pos + 1] << 8)
-        pos += 2
-        if key_len == 0:
-            raise MalformedVars(f"uwsgi key cannot be empty (offset {pos - 2})")
-        key_end = pos + key_len
-        if key_end + 2 > end:
-            raise MalformedVars(f"uwsgi key of {key_len} bytes runs past the vars block")
-        raw_key = block[pos:key_end]
-        val_len = block[key_end] | (block[key_end + 1] << 8)
-        pos = key_end + 2
-        val_end = pos + val_len
-        if val_end > end:
-            raise MalformedVars(f"uwsgi value of {val_len} bytes runs past the vars block")
-        key = _KEYS.get(raw_key)
-        if key is None:
-            key = _decode_key(raw_key)
-        result[key] = block[pos:val_end].decode("latin-1")
-        pos = val_end
+    known = _KEYS
+    value_start = 0
+    try:
+        while pos < end:
+            key_end = pos + 2 + (block[pos] | (block[pos + 1] << 8))
+            key = text[pos + 2 : key_end]
+            value_start = key_end + 2
+            pos = value_start + (block[key_end] | (block[key_end + 1] << 8))
+            if key not in known:
+                _check_key(key)
+            result[key] = text[value_start:pos]
+    except IndexError:
+        raise MalformedVars(f"uwsgi var at offset {pos} runs past the vars block") from None
+    if pos > end:
+        raise MalformedVars(f"uwsgi value of {pos - value_start} bytes runs past the vars block")
     return result
+
+
+_WSGI_ONLY: Final = frozenset({MODIFIER_WSGI})
+
+
+def parse_packet(
+    data: bytes, max_vars_size: int, modifiers: frozenset[int] = _WSGI_ONLY
+) -> tuple[Request, int] | None:
+    """The packet at the start of ``data`` and where its vars end, or None if incomplete.
+
+    The one-call form of ``PacketDecoder`` for a buffer that usually holds a whole
+    packet (a server's first read): no decoder object, one pass.  Raises what
+    the decoder raises; a block over ``max_vars_size`` is refused from its header.
+    """
+    if len(data) < HEADER_SIZE:
+        return None
+    modifier1, datasize, modifier2 = _HEADER.unpack_from(data)
+    if datasize > max_vars_size:
+        raise BlockTooLarge(datasize, max_vars_size)
+    if modifier1 not in modifiers:
+        raise UnsupportedModifier(f"unsupported uwsgi modifier1 {modifier1}")
+    if not datasize:
+        raise EmptyVars("uwsgi packet with an empty vars block")
+    end = HEADER_SIZE + datasize
+    if len(data) < end:
+        return None
+    return Request(modifier1, modifier2, decode_vars(data[HEADER_SIZE:end])), end
 
 
 class PacketDecoder:
@@ -228,21 +261,17 @@ class PacketDecoder:
                     return CLOSED
                 raise TruncatedPacket(f"peer closed after {have} of {HEADER_SIZE} header bytes")
             return NEED_DATA
-        modifier1, datasize, modifier2 = _HEADER.unpack_from(buffer)
-        if datasize > self.max_vars_size:
-            raise BlockTooLarge(datasize, self.max_vars_size)
-        if modifier1 not in self.modifiers:
-            raise UnsupportedModifier(f"unsupported uwsgi modifier1 {modifier1}")
-        end = HEADER_SIZE + datasize
-        if have < end:
+        parsed = parse_packet(buffer, self.max_vars_size, self.modifiers)
+        if parsed is None:
             if self._eof:
+                datasize = _HEADER.unpack_from(buffer)[1]
                 raise TruncatedPacket(
                     f"peer closed after {have - HEADER_SIZE} of {datasize} vars bytes"
                 )
             return NEED_DATA
-        request_vars = decode_vars(buffer[HEADER_SIZE:end])
-        self.vars_size = datasize
+        request, end = parsed
+        self.vars_size = end - HEADER_SIZE
         self.trailing_data = buffer[end:]
         self._buffer = b""
         self._done = True
-        return Request(modifier1, modifier2, request_vars)
+        return request

@@ -11,6 +11,7 @@ from uwsgiproto import (
     CLOSED,
     NEED_DATA,
     BlockTooLarge,
+    EmptyVars,
     InvalidVarKey,
     MalformedVars,
     PacketDecoder,
@@ -32,6 +33,8 @@ keys = st.text(
 )
 values = st.binary(max_size=200).map(lambda raw: raw.decode("latin-1"))
 var_dicts = st.dictionaries(keys, values, max_size=20)
+# A packet names at least one var: an empty vars block is refused (EmptyVars).
+packet_var_dicts = st.dictionaries(keys, values, min_size=1, max_size=20)
 
 
 def decode_all(data: bytes, max_vars_size: int = 65535) -> tuple[Request, bytes]:
@@ -53,8 +56,12 @@ def test_vars_wire_format() -> None:
 
 
 @given(var_dicts)
-def test_decode_encode_roundtrip(pairs: dict[str, str]) -> None:
+def test_decode_encode_roundtrip_of_vars_blocks(pairs: dict[str, str]) -> None:
     assert decode_vars(encode_vars(pairs)) == pairs
+
+
+@given(packet_var_dicts)
+def test_decode_encode_roundtrip(pairs: dict[str, str]) -> None:
     request, trailing = decode_all(encode_packet(pairs) + b"BODY")
     assert request.vars == pairs
     assert trailing == b"BODY"
@@ -80,7 +87,7 @@ def test_random_vars_blocks_raise_only_codec_errors(block: bytes) -> None:
         pass
 
 
-@given(var_dicts, st.randoms(use_true_random=False))
+@given(packet_var_dicts, st.randoms(use_true_random=False))
 def test_split_feeding_gives_the_same_request(pairs: dict[str, str], rng: random.Random) -> None:
     packet = encode_packet(pairs) + b"tail"
     decoder = PacketDecoder(max_vars_size=65535)
@@ -137,6 +144,17 @@ def test_truncated_vars_at_eof() -> None:
     decoder.feed(b"")
     with pytest.raises(TruncatedPacket):
         decoder.next_event()
+
+
+@pytest.mark.parametrize("rest", [b"", b"body bytes"])
+def test_an_empty_vars_block_is_refused_with_400(rest: bytes) -> None:
+    # uWSGI serves it with an empty environ; no proxy sends one.
+    decoder = PacketDecoder()
+    decoder.feed(encode_header(0, 0) + rest)
+    with pytest.raises(EmptyVars, match="empty vars block") as info:
+        decoder.next_event()
+    assert info.value.status_hint == 400
+    assert isinstance(info.value, UwsgiProtocolError)
 
 
 def test_clean_close_before_any_byte() -> None:
@@ -205,3 +223,15 @@ def test_checked_keys_are_remembered_within_a_bound() -> None:
     assert len(packet._KEYS) <= packet._KEYS_KEPT
     with pytest.raises(InvalidVarKey):  # a key never seen is still checked
         decode_vars(b"\x02\x00A\n\x00\x00")
+
+
+@given(packet_var_dicts, st.binary(max_size=20))
+def test_parse_packet_agrees_with_the_decoder(pairs: dict[str, str], body: bytes) -> None:
+    packet = encode_packet(pairs)
+    parsed = uwsgiproto.parse_packet(packet + body, 65535)
+    assert parsed is not None
+    request, end = parsed
+    assert request == decode_all(packet + body)[0]
+    assert (packet + body)[end:] == body
+    for cut in range(len(packet)):  # any strict prefix is incomplete, never an error
+        assert uwsgiproto.parse_packet(packet[:cut], 65535) is None
