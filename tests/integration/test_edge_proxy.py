@@ -218,6 +218,11 @@ def test_real_uwsgi(real_uwsgi: tuple[ServerProcess, str]) -> None:
                 "SCRIPT_NAME": "",
             }.items():
                 assert environ[key] == value, key
+            # uWSGI does not know the keep-alive offer: it answers raw and closes, as
+            # for nginx, so no connection of its is ever pooled.
+            assert environ["WSGISTACK_KEEPALIVE"] == "1"
+            pool = proxy.runtime.pool("app")
+            assert len(pool) == 0 and pool.reused == 0 and pool.opened >= 6
 
     run(scenario())
     assert server.count(r"\(HTTP/1.1 200\)") >= 5
@@ -484,3 +489,60 @@ servers:
         )
     finally:
         edge.stop()
+
+
+# --- persistent uwsgi connections to a real appserver (docs/uwsgi-keepalive.md) ------------
+
+
+def test_edge_keeps_its_uwsgi_connections_to_appserver(
+    appservers: Callable[..., list[tuple[ServerProcess, str]]],
+) -> None:
+    """GETs, a POST with a body, a streamed (chunked) answer, a file, HEAD: one connection."""
+    [(_, address)] = appservers(1)
+    payload = os.urandom(200_000)
+
+    async def scenario() -> None:
+        async with ProxiedLocation(proxy_location(), address) as proxy:
+            for _ in range(10):
+                assert (await proxy.json("/pid"))["pid"]
+            echoed = await proxy.request("POST", "/echo", body=payload)
+            assert json.loads(echoed.body)["sha256"] == hashlib.sha256(payload).hexdigest()
+            streamed = await proxy.request("GET", "/stream?3")
+            assert streamed.body == b"chunk 0\nchunk 1\nchunk 2\n"
+            served = await proxy.request("GET", "/file")
+            assert served.body == (APPS / "wsgi_app.py").read_bytes()
+            head = await proxy.request("HEAD", "/pid")
+            assert head.status == 200 and head.body == b""
+            assert (await proxy.request("GET", "/missing")).status == 404
+            assert (await proxy.json("/pid"))["pid"]
+            pool = proxy.runtime.pool("app")
+            assert (pool.opened, pool.reused) == (1, 15)
+            assert "wsgistack-keepalive" not in served.header_names()
+            # The app never sees the offer.
+            environ = await proxy.json("/environ")
+            assert "WSGISTACK_KEEPALIVE" not in environ
+
+    run(scenario())
+
+
+def test_a_pooled_connection_to_a_respawned_worker_is_retried_once(
+    appservers: Callable[..., list[tuple[ServerProcess, str]]],
+) -> None:
+    """The worker holding our idle connection dies: an idempotent request is retried, a POST is not."""
+    [(server, address)] = appservers(1)
+
+    async def scenario() -> None:
+        async with ProxiedLocation(proxy_location(), address) as proxy:
+            first = (await proxy.json("/pid"))["pid"]
+            os.kill(first, signal.SIGKILL)
+            server.wait_ready(2)  # the master has spawned the replacement
+            second = (await proxy.json("/pid"))["pid"]
+            assert second != first
+            assert proxy.log.matching("on a kept-alive connection, retrying on a new one")
+            assert proxy.runtime.pool("app").opened == 2
+            os.kill(second, signal.SIGKILL)
+            server.wait_ready(3)
+            with pytest.raises(UpstreamError):
+                await proxy.request("POST", "/echo", body=b"sent once at most")
+
+    run(scenario())
