@@ -142,7 +142,9 @@ class SlowUpload:
 
     def wait_started(self, timeout: float = 30.0) -> None:
         if not self.started.wait(timeout):
-            raise AssertionError(f"the upload did not get under way in {timeout:.0f} s: {self.result}")
+            raise AssertionError(
+                f"the upload did not get under way in {timeout:.0f} s: {self.result}"
+            )
 
     def join(self, timeout: float) -> UploadResult:
         self._thread.join(timeout)
