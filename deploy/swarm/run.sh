@@ -26,7 +26,8 @@ set -eu
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ENTRYPOINT=/docker/entrypoint.sh
+# The image's entrypoint; the unit tests put a stand-in here.
+ENTRYPOINT=${WSGISTACK_ENTRYPOINT:-/docker/entrypoint.sh}
 WAIT_SECONDS=${WAIT_SECONDS:-300}
 
 if [ -n "${DJANGO_SECRET_KEY_FILE:-}" ]; then

@@ -34,6 +34,7 @@ from tests.support.topology import TopologyError, fetch, free_port
 STACK_FILE = REPO / "deploy" / "stack.yaml"
 DEPLOY_TIMEOUT = 240.0  # from `stack deploy` to every service serving; ~35 s here
 REMOVE_TIMEOUT = 90.0
+GWBRIDGE = "docker_gwbridge"  # the bridge Swarm tasks reach the host through
 
 
 def docker(*args: str, timeout: float = 120.0, check: bool = True, input: str | None = None) -> str:
@@ -70,6 +71,8 @@ def swarm_mode() -> Iterator[bool]:
             "needs a node outside any swarm (it makes and leaves a one-node swarm) "
             "or a manager; it changes neither a worker nor a half-joined node"
         )
+    # `swarm init` also makes the docker_gwbridge network, which `leave` keeps.
+    had_gwbridge = bool(docker("network", "ls", "-q", "--filter", f"name=^{GWBRIDGE}$"))
     # Loopback as the advertised address: nothing outside this machine is
     # invited, and no interface of the host is chosen for it.
     docker("swarm", "init", "--advertise-addr", "127.0.0.1", timeout=60)
@@ -77,6 +80,8 @@ def swarm_mode() -> Iterator[bool]:
         yield True
     finally:
         docker("swarm", "leave", "--force", timeout=60, check=False)
+        if not had_gwbridge:
+            docker("network", "rm", GWBRIDGE, check=False)
         state, _ = swarm_state()
         if state != "inactive":
             raise TopologyError(f"`docker swarm leave --force` left the node {state!r}")
