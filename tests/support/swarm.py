@@ -71,6 +71,22 @@ def swarm_mode() -> Iterator[bool]:
             "needs a node outside any swarm (it makes and leaves a one-node swarm) "
             "or a manager; it changes neither a worker nor a half-joined node"
         )
+    # Docker 20.10's `swarm leave --force` stops the port proxies (docker-proxy)
+    # of containers that were running before `swarm init`: compose stacks lose
+    # their published ports while they keep running.  So the swarm is made only
+    # on a node that publishes nothing (the topology suite runs this module
+    # before its own stacks are up); a developer's running stacks are named.
+    publishing = [
+        line
+        for line in docker("ps", "--format", "{{.Names}} {{.Ports}}").splitlines()
+        if "->" in line
+    ]
+    if publishing:
+        raise TopologyError(
+            "containers publish ports on this node, and leaving the swarm this test "
+            "makes would drop them (Docker stops their docker-proxy): stop them, or "
+            f"make this node a swarm manager yourself first: {publishing}"
+        )
     # `swarm init` also makes the docker_gwbridge network, which `leave` keeps.
     had_gwbridge = bool(docker("network", "ls", "-q", "--filter", f"name=^{GWBRIDGE}$"))
     # Loopback as the advertised address: nothing outside this machine is

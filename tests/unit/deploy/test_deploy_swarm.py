@@ -1,6 +1,6 @@
 """deploy/stack.yaml and deploy/swarm/ held to the image and the compose stack, without Docker.
 
-tests/integration/topology/test_swarm_stack.py deploys the stack for real;
+tests/integration/topology/swarm/test_swarm_stack.py deploys the stack for real;
 these checks say which line is wrong when a fact it relies on changes, and
 run deploy/swarm/run.sh (the stack's command wrapper) with a stand-in
 entrypoint.

@@ -3,7 +3,10 @@
 The node's swarm state is restored whatever happens (``swarm_mode``'s
 ``finally``): a node found outside a swarm leaves the one made here; a manager
 stays in its swarm, and only the stack's own services, volume, secrets and
-image tag are removed.  Traffic goes to the edge task's host ports on
+image tag are removed.  This module lives in its own directory so that it runs
+before the topology suite brings its compose stacks up: leaving a swarm drops
+the published ports of containers already running (Docker 20.10), and
+``swarm_mode`` refuses to make one while any container publishes a port.  Traffic goes to the edge task's host ports on
 127.0.0.1 only, from loops bounded in count and time.
 
 Under load through edge (four clients, fresh connections, four kinds of
