@@ -8,6 +8,9 @@
 #   make up / down    the compose stack
 #   make base-image   debootstrap the bookworm base (FORCE=1 rebuilds it)
 #   make wheelhouse   host-side wheels for an offline image build
+#   make postgres-image   Debian's PostgreSQL as an image (air-gapped when it must be)
+#   make up-postgres  the compose stack on the `postgres` service instead of SQLite
+#   make swarm-up / swarm-down   deploy/stack.yaml on a Docker Swarm (docs/deploy.md)
 
 IMAGE ?= wsgistack:latest
 # The base used where no registry is reachable, and the Dockerfile's default.
@@ -16,6 +19,12 @@ DEFAULT_BASE_IMAGE ?= python:3.11-slim
 # auto: air-gapped build when $(DEFAULT_BASE_IMAGE) is not in the local engine;
 # 1: always build on $(BASE_IMAGE); 0: plain `docker build .` (may pull).
 AIRGAPPED ?= auto
+# The database image of the multi-host deployments (docker/postgres/).
+POSTGRES_IMAGE ?= wsgistack/postgres:15
+DEFAULT_POSTGRES_BASE_IMAGE ?= debian:bookworm-slim
+# The development password of `make up-postgres`; set it for anything real.
+POSTGRES_PASSWORD ?= compose-dev-only-insecure-db-password
+STACK ?= wsgistack
 DOCKER_BUILD_ARGS ?=
 COMPOSE_UP_ARGS ?= -d
 PYTEST_ARGS ?=
@@ -23,14 +32,15 @@ PYTHON ?= python3
 
 WHEELHOUSE_STAMP := build/wheelhouse/.complete
 
-.PHONY: test test-fast check image base-image wheelhouse up down bench bench-quick
+.PHONY: test test-fast check image postgres-image base-image wheelhouse up up-postgres down \
+	swarm-up swarm-down bench bench-quick
 
 # Everything, as CI runs it: the image (for the compose topology tests), the
 # venv with the test dependencies, then pytest.  `make test-fast` skips Docker.
-test: image
+test: image postgres-image
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install -e '.[test]'
-	WSGISTACK_IMAGE='$(IMAGE)' .venv/bin/pytest $(PYTEST_ARGS)
+	WSGISTACK_IMAGE='$(IMAGE)' WSGISTACK_POSTGRES_IMAGE='$(POSTGRES_IMAGE)' .venv/bin/pytest $(PYTEST_ARGS)
 
 test-fast:
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
@@ -75,11 +85,47 @@ image:
 	fi; \
 	echo "make image: $(IMAGE) is $$(docker image inspect -f '{{.Size}}' '$(IMAGE)' | awk '{printf "%d MB", $$1 / 1000000}')"
 
+# The same decision as `image`: a plain build where the base can be had,
+# otherwise Debian's packages fetched by the host's apt (docs/deploy.md).
+postgres-image:
+	@set -e; \
+	mode='$(AIRGAPPED)'; \
+	if [ "$$mode" = auto ]; then \
+		if docker image inspect '$(DEFAULT_POSTGRES_BASE_IMAGE)' >/dev/null 2>&1; then mode=0; else mode=1; fi; \
+	fi; \
+	if [ "$$mode" = 1 ]; then \
+		echo "make postgres-image: building on $(BASE_IMAGE) from .debs fetched by the host (air-gapped; AIRGAPPED=0 builds on $(DEFAULT_POSTGRES_BASE_IMAGE))"; \
+		$(MAKE) --no-print-directory base-image; \
+		POSTGRES_IMAGE='$(POSTGRES_IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' DOCKER_BUILD_ARGS='$(DOCKER_BUILD_ARGS)' \
+			scripts/build-postgres-image.sh; \
+	else \
+		echo "docker build $(DOCKER_BUILD_ARGS) -t $(POSTGRES_IMAGE) docker/postgres"; \
+		docker build --build-arg BASE_IMAGE='$(DEFAULT_POSTGRES_BASE_IMAGE)' $(DOCKER_BUILD_ARGS) \
+			-t '$(POSTGRES_IMAGE)' docker/postgres; \
+	fi
+
 up: image
 	WSGISTACK_IMAGE='$(IMAGE)' scripts/compose.sh up $(COMPOSE_UP_ARGS)
 
+# compose.yaml's `postgres` profile, and every Django service pointed at it.
+up-postgres: image postgres-image
+	WSGISTACK_IMAGE='$(IMAGE)' WSGISTACK_POSTGRES_IMAGE='$(POSTGRES_IMAGE)' \
+		COMPOSE_PROFILES=postgres POSTGRES_PASSWORD='$(POSTGRES_PASSWORD)' \
+		DATABASE_URL='postgres://wsgistack:$(POSTGRES_PASSWORD)@postgres:5432/wsgistack' \
+		scripts/compose.sh up $(COMPOSE_UP_ARGS)
+
 down:
-	WSGISTACK_IMAGE='$(IMAGE)' scripts/compose.sh down --remove-orphans
+	WSGISTACK_IMAGE='$(IMAGE)' COMPOSE_PROFILES=postgres scripts/compose.sh down --remove-orphans
+
+# deploy/stack.yaml on the Swarm this node belongs to (docs/deploy.md): the
+# two secrets must exist (`docker secret create`), the images must be on
+# every node (no registry is assumed: --resolve-image never).
+swarm-up: image postgres-image
+	WSGISTACK_IMAGE='$(IMAGE)' WSGISTACK_POSTGRES_IMAGE='$(POSTGRES_IMAGE)' \
+		docker stack deploy --resolve-image never -c deploy/stack.yaml '$(STACK)'
+
+swarm-down:
+	docker stack rm '$(STACK)'
 
 # The benchmark (bench/README.md): loopback only, servers and wrk on separate cores.
 bench:

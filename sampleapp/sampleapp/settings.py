@@ -21,6 +21,14 @@ Environment variables (all optional):
                             directory), ``sqlite:////absolute/path``, or
                             ``postgres://USER:PASSWORD@HOST:PORT/NAME?sslmode=...``
                             (needs the psycopg package, not installed by default).
+                            Empty means unset (compose passes ``${DATABASE_URL:-}``).
+``DATABASE_PASSWORD_FILE``  For a postgres URL without a password: the file whose
+                            first line is the password (a Docker, Swarm or
+                            Kubernetes secret), so that it is never in the URL.
+``DATABASE_CONN_MAX_AGE``   Seconds a worker thread keeps its PostgreSQL connection
+                            (Django's ``CONN_MAX_AGE``); default 60, 0 closes it after
+                            every request.  Reused connections are checked first
+                            (``CONN_HEALTH_CHECKS``), so a restarted server costs no error.
 ``SQLITE_PATH``             Used when ``DATABASE_URL`` is unset; default
                             ``sampleapp/db.sqlite3``.
 ``STATIC_ROOT``             collectstatic output; default ``sampleapp/staticfiles``.
@@ -110,19 +118,42 @@ def _database_from_url(url: str) -> dict[str, Any]:
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
             "USER": unquote(user),
-            "PASSWORD": unquote(password),
+            "PASSWORD": _database_password(unquote(password)),
             "HOST": host,
             "PORT": port,
             "OPTIONS": options,
-            # Persistent connections: a worker reuses one connection for 60 s
-            # and checks it before reuse, so a restarted PostgreSQL costs no 500s.
-            "CONN_MAX_AGE": 60,
+            # Persistent connections: a worker thread reuses its connection
+            # (60 s by default) and checks it before reuse, so a restarted
+            # PostgreSQL costs no 500s.  Each thread of each process holds one:
+            # replicas x processes x threads must stay below max_connections.
+            "CONN_MAX_AGE": _env_int("DATABASE_CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(
         f"DATABASE_URL: unsupported scheme {parts.scheme!r}; use sqlite:///PATH "
         "or postgres://USER:PASSWORD@HOST:PORT/NAME"
     )
+
+
+def _database_password(from_url: str) -> str:
+    """The URL's password, or the first line of ``DATABASE_PASSWORD_FILE`` (a secret)."""
+    path = os.environ.get("DATABASE_PASSWORD_FILE", "").strip()
+    if not path:
+        return from_url
+    if from_url:
+        raise ImproperlyConfigured(
+            "DATABASE_PASSWORD_FILE: DATABASE_URL has a password too; give it in one place"
+        )
+    try:
+        with open(path, encoding="utf-8") as secret:
+            password = secret.readline().rstrip("\r\n")
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"DATABASE_PASSWORD_FILE: cannot read {path}: {error.strerror}"
+        ) from None
+    if not password:
+        raise ImproperlyConfigured(f"DATABASE_PASSWORD_FILE: {path} is empty")
+    return password
 
 
 def _sqlite(path: Path) -> dict[str, Any]:
@@ -234,8 +265,8 @@ TEMPLATES = [
     },
 ]
 
-if "DATABASE_URL" in os.environ:
-    _DATABASE = _database_from_url(os.environ["DATABASE_URL"])
+if os.environ.get("DATABASE_URL", "").strip():
+    _DATABASE = _database_from_url(os.environ["DATABASE_URL"].strip())
 else:
     _DATABASE = _sqlite(Path(os.environ.get("SQLITE_PATH") or "db.sqlite3"))
 DATABASES = {"default": _DATABASE}
