@@ -70,7 +70,7 @@ class Text:
 @dataclass(frozen=True, slots=True)
 class Template:
     """A string whose ``$variables`` must be ones the proxy implements
-    (``KNOWN_VARIABLES``); with ``numbers``, a YAML number is taken as its text."""
+    (``edge.variables.KNOWN`` and its prefixes); with ``numbers``, a YAML number is taken as its text."""
 
     numbers: bool = False
 
@@ -166,34 +166,6 @@ NextUpstreamCondition: TypeAlias = Literal[
     "non_idempotent",
 ]
 
-# Variables a ``params`` value, ``host_header`` or ``try_files`` entry may use,
-# besides the open families ``$http_<header>``, ``$cookie_<name>`` and
-# ``$arg_<name>``.  The proxy implements exactly these; the loader rejects others.
-KNOWN_VARIABLES = frozenset(
-    {
-        "args",
-        "content_length",
-        "content_type",
-        "document_root",
-        "document_uri",
-        "host",
-        "https",
-        "is_args",
-        "proxy_add_x_forwarded_for",
-        "query_string",
-        "remote_addr",
-        "remote_port",
-        "request_method",
-        "request_uri",
-        "scheme",
-        "server_addr",
-        "server_name",
-        "server_port",
-        "server_protocol",
-        "uri",
-    }
-)
-VARIABLE_PREFIXES = ("http_", "cookie_", "arg_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,8 +314,8 @@ class ReturnHandler:
     """nginx ``return``: a fixed status with an optional body, or a redirect."""
 
     status: Status
-    body: str | None = None
-    location: str | None = None  # set for 301/302/303/307/308
+    body: Annotated[str, Template()] | None = None
+    location: Annotated[str, Template()] | None = None  # set for 301/302/303/307/308
 
 
 Handler: TypeAlias = StaticHandler | ProxyHandler | ReturnHandler

@@ -16,8 +16,6 @@ from typing import Any, Literal, get_args
 
 from edge.config.issues import NOTHING, Invalid, Issue, issues_of, suggest
 from edge.config.schema import (
-    KNOWN_VARIABLES,
-    VARIABLE_PREFIXES,
     AccessRule,
     Endpoint,
     Expires,
@@ -27,6 +25,7 @@ from edge.config.schema import (
     MatchKind,
     NextUpstreamCondition,
 )
+from edge.variables import unknown
 
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kKmMgG]?)\s*")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -180,19 +179,9 @@ def _parse_network(text: str) -> IPNetwork:
     return ipaddress.ip_network(text.strip(), strict=False)
 
 
-_VARIABLE_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
-
-
 def unknown_variables(text: str) -> list[str]:
-    """The ``$variables`` in ``text`` that the proxy does not implement."""
-    bad = []
-    for match in _VARIABLE_RE.finditer(text):
-        name = match.group(1) or match.group(2)
-        if name not in KNOWN_VARIABLES and not name.startswith(VARIABLE_PREFIXES):
-            bad.append(name)
-    if "$" in _VARIABLE_RE.sub("", text):
-        bad.append("")  # a lone "$" or "${" that names nothing
-    return bad
+    """The ``$variables`` in ``text`` that have no value (the one table is edge.variables)."""
+    return unknown(text)
 
 
 def kind(node: object) -> str:

@@ -38,12 +38,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge.config.schema import EdgeConfig, Location, ProxyHandler, ReturnHandler, StaticHandler
-from edge.exchange import Exchange, Request, UpstreamError
+from edge.exchange import Exchange, UpstreamError
 
 if TYPE_CHECKING:
     from edge.errorlog import ErrorLog
@@ -160,80 +158,6 @@ class HandlerRegistry:
         if self.runtime is not None:
             runtime, self.runtime = self.runtime, None
             await runtime.close()
-
-
-# --- $variables in try_files, return bodies and redirects ----------------------------
-
-_VARIABLE_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
-
-
-def _arg(query: bytes, name: str) -> str:
-    for pair in query.split(b"&"):
-        key, _sep, value = pair.partition(b"=")
-        if key.decode("latin-1") == name:
-            return value.decode("latin-1")
-    return ""
-
-
-def _cookie(request: Request, name: str) -> str:
-    for key, value in request.headers:
-        if key != b"cookie":
-            continue
-        for item in value.split(b";"):
-            cookie_name, _sep, cookie_value = item.strip().partition(b"=")
-            if cookie_name.decode("latin-1") == name:
-                return cookie_value.decode("latin-1")
-    return ""
-
-
-def _header(request: Request, name: str) -> str:
-    wanted = name.replace("_", "-").encode("latin-1")
-    values = [value for key, value in request.headers if key == wanted]
-    return b", ".join(values).decode("latin-1")
-
-
-_SIMPLE: dict[str, Callable[[Request], str]] = {
-    "uri": lambda r: r.path,
-    "document_uri": lambda r: r.path,
-    "request_uri": lambda r: r.target.decode("latin-1"),
-    "args": lambda r: r.query.decode("latin-1"),
-    "query_string": lambda r: r.query.decode("latin-1"),
-    "is_args": lambda r: "?" if r.query else "",
-    "host": lambda r: r.host,
-    "scheme": lambda r: r.scheme,
-    "https": lambda r: "on" if r.scheme == "https" else "",
-    "remote_addr": lambda r: r.client_ip,
-    "remote_port": lambda r: str(r.client_port),
-    "server_addr": lambda r: r.server_addr,
-    "server_port": lambda r: str(r.server_port),
-    "server_name": lambda r: r.server.server_name[0] if r.server.server_name else "",
-    "server_protocol": lambda r: f"HTTP/{r.http_version}",
-    "request_method": lambda r: r.method,
-    "content_length": lambda r: "" if r.content_length is None else str(r.content_length),
-    "content_type": lambda r: (r.header(b"content-type") or b"").decode("latin-1"),
-    "document_root": lambda r: getattr(r.location.handler, "base_dir", "") or "",
-}
-
-
-def variable(request: Request, name: str) -> str:
-    """One nginx variable's value for ``request`` ("" when unknown or absent)."""
-    simple = _SIMPLE.get(name)
-    if simple is not None:
-        return simple(request)
-    if name.startswith("http_"):
-        return _header(request, name[5:])
-    if name.startswith("arg_"):
-        return _arg(request.query, name[4:])
-    if name.startswith("cookie_"):
-        return _cookie(request, name[7:])
-    return ""
-
-
-def expand_variables(template: str, request: Request) -> str:
-    """``$uri`` / ``${uri}`` style expansion; the loader has already refused unknown names."""
-    if "$" not in template:
-        return template
-    return _VARIABLE_RE.sub(lambda m: variable(request, m.group(1) or m.group(2)), template)
 
 
 # --- the small pages nginx sends on its own ------------------------------------------

@@ -13,7 +13,8 @@ from http import HTTPStatus
 
 from edge.config.schema import Location, ReturnHandler
 from edge.exchange import Exchange, ResponseAborted
-from edge.handlers import FastAnswer, expand_variables, special_response_body
+from edge.handlers import FastAnswer, special_response_body
+from edge.variables import compile_template, expand
 from httpproto import RequestHead, encode_head_bytes
 
 _CLOSE_WITHOUT_RESPONSE = 444
@@ -34,6 +35,8 @@ class FixedResponse:
         self.location = location
         self.settings = settings
         self._constant = self._constant_answer()
+        self._location = None if settings.location is None else compile_template(settings.location)
+        self._body = None if settings.body is None else compile_template(settings.body)
 
     def _constant_answer(self) -> FastAnswer | None:
         """The whole answer when it has no variables (and is not 444), built once."""
@@ -41,7 +44,10 @@ class FixedResponse:
         texts = (settings.location or "", settings.body or "")
         if settings.status == _CLOSE_WITHOUT_RESPONSE or any("$" in text for text in texts):
             return None
-        headers, body = self._headers_and_body(settings.location, settings.body)
+        headers, body = self._headers_and_body(
+            None if settings.location is None else settings.location.encode(),
+            None if settings.body is None else settings.body.encode(),
+        )
         encode_head_bytes(settings.status, headers)  # refuses CR/LF in a configured Location
         fields = b"".join(b"%s: %s\r\n" % pair for pair in headers)
         return settings.status, fields, body
@@ -50,16 +56,16 @@ class FixedResponse:
         return self._constant
 
     def _headers_and_body(
-        self, location: str | None, body_text: str | None
+        self, location: bytes | None, body_text: bytes | None
     ) -> tuple[list[tuple[bytes, bytes]], bytes]:
         status = self.settings.status
         headers: list[tuple[bytes, bytes]] = []
         if location is not None:
-            headers.append((b"Location", location.encode("latin-1", "replace")))
+            headers.append((b"Location", location))
             body = special_response_body(status, _reason(status))
             headers.append((b"Content-Type", b"text/html"))
         elif body_text is not None:
-            body = body_text.encode("utf-8", "surrogateescape")
+            body = body_text
             headers.append((b"Content-Type", b"text/plain; charset=utf-8"))
         elif status >= 400:
             body = special_response_body(status, _reason(status))
@@ -75,12 +81,10 @@ class FixedResponse:
         if status == _CLOSE_WITHOUT_RESPONSE:
             request.logged_status = status
             raise ResponseAborted("return 444: closing the connection without a response")
-        settings = self.settings
-        location = settings.location
-        body_text = settings.body
+        location, body_template = self._location, self._body
         headers, body = self._headers_and_body(
-            None if location is None else expand_variables(location, request),
-            None if body_text is None else expand_variables(body_text, request),
+            None if location is None else expand(location, request),
+            None if body_template is None else expand(body_template, request),
         )
         await response.send_head(status, headers)
         if body and request.method != "HEAD":

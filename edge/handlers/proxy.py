@@ -62,7 +62,6 @@ import asyncio
 import errno
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal, NoReturn
 
@@ -83,6 +82,7 @@ from edge.exchange import (
 from edge.upstream.balancer import Peer
 from edge.upstream.connection import UpstreamConnection, open_connection
 from edge.upstream.pool import UpstreamGroup, UpstreamRuntime
+from edge.variables import compile_getter, compile_template, expand, forwarded_for, request_uri
 from httpproto.parser import NEED_DATA, Data
 from httpproto.response_parser import (
     IncompleteResponse,
@@ -150,131 +150,6 @@ _PHASE_TEXT: Final[dict[str, str]] = {
     "body": "while reading response body from upstream",
 }
 _KEEP_ALIVE_TIMEOUT: Final = re.compile(rb"timeout\s*=\s*(\d+)")
-
-
-# --- nginx variables ------------------------------------------------------------------
-
-_VARIABLE: Final = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
-Template = tuple[bytes | str, ...]  # literal bytes and variable names, in order
-
-
-def compile_template(text: str) -> Template:
-    """``"$scheme://$host"`` -> ``("scheme", b"://", "host")``."""
-    parts: list[bytes | str] = []
-    position = 0
-    for match in _VARIABLE.finditer(text):
-        if match.start() > position:
-            parts.append(text[position : match.start()].encode("utf-8"))
-        parts.append(match.group(1) or match.group(2))
-        position = match.end()
-    if position < len(text) or not parts:
-        parts.append(text[position:].encode("utf-8"))
-    return tuple(parts)
-
-
-class Variables:
-    """nginx's ``$variables`` for one request, as bytes (the loader allowed only these)."""
-
-    __slots__ = ("request", "content_length")
-
-    def __init__(self, request: Request, content_length: int | None) -> None:
-        self.request = request
-        self.content_length = content_length  # the body length we will send, if known
-
-    def expand(self, template: Template) -> bytes:
-        if len(template) == 1:
-            part = template[0]
-            return part if isinstance(part, bytes) else self.get(part)
-        return b"".join(part if isinstance(part, bytes) else self.get(part) for part in template)
-
-    def get(self, name: str) -> bytes:
-        getter = _GETTERS.get(name)
-        if getter is not None:
-            return getter(self)
-        if name.startswith("http_"):
-            return self.header(name[5:].replace("_", "-").encode("ascii"))
-        if name.startswith("cookie_"):
-            return self.cookie(name[7:].encode("ascii"))
-        if name.startswith("arg_"):
-            return self.argument(name[4:].encode("ascii"))
-        return b""
-
-    def header(self, name: bytes) -> bytes:
-        """All values of a header; repeats joined with ", " ("; " for Cookie), as nginx 1.23+."""
-        values = [value for key, value in self.request.headers if key == name]
-        return (b"; " if name == b"cookie" else b", ").join(values)
-
-    def cookie(self, name: bytes) -> bytes:
-        for key, value in self.request.headers:
-            if key != b"cookie":
-                continue
-            for pair in value.split(b";"):
-                cookie_name, sep, cookie_value = pair.strip().partition(b"=")
-                if sep and cookie_name == name:
-                    return cookie_value
-        return b""
-
-    def argument(self, name: bytes) -> bytes:
-        lowered = name.lower()
-        for pair in self.request.query.split(b"&"):
-            arg_name, sep, arg_value = pair.partition(b"=")
-            if arg_name.lower() == lowered:  # nginx matches argument names case-insensitively
-                return arg_value
-        return b""
-
-    def request_uri(self) -> bytes:
-        request = self.request
-        if request.target[:1] == b"/":
-            return request.target
-        return request.raw_path + (b"?" + request.query if request.query else b"")
-
-    def forwarded_for(self) -> bytes:
-        incoming = self.header(b"x-forwarded-for")
-        address = self.request.client_ip.encode("ascii")
-        return incoming + b", " + address if incoming else address
-
-
-def _text(value: str) -> bytes:
-    return value.encode("utf-8", "surrogateescape")
-
-
-_GETTERS: Final[dict[str, Callable[[Variables], bytes]]] = {
-    "args": lambda v: v.request.query,
-    "query_string": lambda v: v.request.query,
-    "is_args": lambda v: b"?" if v.request.query else b"",
-    "content_length": lambda v: b"" if v.content_length is None else b"%d" % v.content_length,
-    "content_type": lambda v: v.header(b"content-type"),
-    # A proxied location has no root; nginx would show its compiled-in "html" prefix.
-    "document_root": lambda v: b"",
-    "document_uri": lambda v: _text(v.request.path),
-    "uri": lambda v: _text(v.request.path),
-    "host": lambda v: _text(v.request.host),
-    "https": lambda v: b"on" if v.request.scheme == "https" else b"",
-    "proxy_add_x_forwarded_for": Variables.forwarded_for,
-    "remote_addr": lambda v: v.request.client_ip.encode("ascii"),
-    "remote_port": lambda v: b"%d" % v.request.client_port,
-    "request_method": lambda v: v.request.method.encode("ascii"),
-    "request_uri": Variables.request_uri,
-    "scheme": lambda v: v.request.scheme.encode("ascii"),
-    "server_addr": lambda v: v.request.server_addr.encode("ascii"),
-    "server_name": lambda v: _text(
-        v.request.server.server_name[0] if v.request.server.server_name else ""
-    ),
-    "server_port": lambda v: b"%d" % v.request.server_port,
-    "server_protocol": lambda v: b"HTTP/" + v.request.http_version.encode("ascii"),
-}
-
-
-def _compile_getter(template: Template) -> Callable[[Variables], bytes]:
-    """``Variables.expand(template)`` as one call, resolved once per location."""
-    if len(template) == 1:
-        part = template[0]
-        if isinstance(part, bytes):
-            return lambda _variables: part
-        getter = _GETTERS.get(part)
-        if getter is not None:
-            return getter
-    return lambda variables: variables.expand(template)
 
 
 # --- request bodies ---------------------------------------------------------------------
@@ -473,7 +348,7 @@ class ProxyHandlerImpl:
         if self._pooled and handler.protocol == "uwsgi":
             configured.append(Param(KEEPALIVE_VAR, KEEPALIVE_VERSION))
         params = merge_params(UWSGI_PARAMS, configured)
-        self._uwsgi_getters = tuple(_compile_getter(compile_template(p.value)) for p in params)
+        self._uwsgi_getters = tuple(compile_getter(p.value) for p in params)
         self._uwsgi_vars = VarsEncoder(
             [(p.name, p.if_not_empty) for p in params], handler.modifier1
         )
@@ -536,6 +411,7 @@ class ProxyHandlerImpl:
             if self._scheme == "uwsgi":
                 # uwsgi has no chunked framing: learn the length first (nginx does the same).
                 length, data = await exchange.body.read_all()
+                request.content_length = length  # nginx's $content_length, once it is known
                 return _BufferedBody(length, data)
             return _StreamedBody(exchange.body, None)
         if request.content_length:
@@ -558,8 +434,7 @@ class ProxyHandlerImpl:
         balancer = group.balancer
         clock = self.runtime.clock
         started = clock()
-        variables = Variables(request, body.length)
-        packet = self._uwsgi_packet(request, variables) if self._scheme == "uwsgi" else b""
+        packet = self._uwsgi_packet(request) if self._scheme == "uwsgi" else b""
         peer = balancer.pick(started, request.client_ip, tried)
         if peer is None:
             raise UpstreamError(
@@ -575,7 +450,7 @@ class ProxyHandlerImpl:
             attempt_started = clock()
             try:
                 response = await self._attempt(
-                    exchange, report, group, peer, body, variables, packet, fresh, attempt_started
+                    exchange, report, group, peer, body, packet, fresh, attempt_started
                 )
             except _Failure as failure:
                 balancer.release(peer)
@@ -684,7 +559,6 @@ class ProxyHandlerImpl:
         group: UpstreamGroup,
         peer: Peer,
         body: _Body,
-        variables: Variables,
         packet: bytes,
         fresh: bool,
         attempt_started: float,
@@ -706,7 +580,7 @@ class ProxyHandlerImpl:
             if self._scheme == "uwsgi":
                 await self._send_uwsgi(connection, packet, body)
             else:
-                await self._send_http(connection, request, variables, body)
+                await self._send_http(connection, request, body)
             connection.requests += 1
             parser = ResponseParser(
                 head_request=request.method == "HEAD",
@@ -779,10 +653,9 @@ class ProxyHandlerImpl:
         self,
         connection: UpstreamConnection,
         request: Request,
-        variables: Variables,
         body: _Body,
     ) -> None:
-        head = self._http_head(request, variables, body)
+        head = self._http_head(request, body)
         if body.length == 0 or (body.length is None and not request.chunked):
             await self._write(connection, head, True)
             return
@@ -861,8 +734,8 @@ class ProxyHandlerImpl:
 
     # -- request building -------------------------------------------------------------------
 
-    def _uwsgi_packet(self, request: Request, variables: Variables) -> bytes:
-        values = [get(variables) for get in self._uwsgi_getters]
+    def _uwsgi_packet(self, request: Request) -> bytes:
+        values = [get(request) for get in self._uwsgi_getters]
         # The body is de-chunked with a CONTENT_LENGTH: the app must not see the old framing.
         exclude = (b"transfer-encoding",) if request.chunked else ()
         try:
@@ -872,13 +745,13 @@ class ProxyHandlerImpl:
                 f"{exc} while sending request to upstream", status=431, level="warn"
             ) from None
 
-    def _http_head(self, request: Request, variables: Variables, body: _Body) -> bytes:
-        target = variables.request_uri()
+    def _http_head(self, request: Request, body: _Body) -> bytes:
+        target = request_uri(request)
         lines = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
         append = lines.append
         overridden = self._http_param_names
         if b"host" not in overridden:
-            append(b"Host: " + variables.expand(self._host) + b"\r\n")
+            append(b"Host: " + expand(self._host, request) + b"\r\n")
         connection_tokens = _connection_tokens(request.headers)
         for name, value in request.headers:
             if (
@@ -894,11 +767,11 @@ class ProxyHandlerImpl:
         if b"x-real-ip" not in overridden:
             append(b"X-Real-IP: " + request.client_ip.encode("ascii") + b"\r\n")
         if b"x-forwarded-for" not in overridden:
-            append(b"X-Forwarded-For: " + variables.forwarded_for() + b"\r\n")
+            append(b"X-Forwarded-For: " + forwarded_for(request) + b"\r\n")
         if b"x-forwarded-proto" not in overridden:
             append(b"X-Forwarded-Proto: " + request.scheme.encode("ascii") + b"\r\n")
         for name, template in self._http_params:
-            value = variables.expand(template)
+            value = expand(template, request)
             if value:  # nginx: an empty proxy_set_header value removes the header
                 append(name + b": " + value + b"\r\n")
         if body.length is None:
@@ -1086,4 +959,4 @@ def _timeout_hint(value: bytes) -> float | None:
     return float(match.group(1)) if match else None
 
 
-__all__ = ["ProxyHandlerImpl", "Variables", "compile_template"]
+__all__ = ["ProxyHandlerImpl"]

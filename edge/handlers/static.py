@@ -44,7 +44,8 @@ from urllib.parse import quote
 
 from edge.config.schema import Expires, Location, OpenFileCache, StaticHandler
 from edge.exchange import ClientError, EdgeError, Exchange, Request, ResponseSink
-from edge.handlers import FastAnswer, InternalRedirect, expand_variables, special_response_body
+from edge.handlers import FastAnswer, InternalRedirect, special_response_body
+from edge.variables import Template, compile_template, expand
 from httpproto import (
     UNSATISFIABLE,
     MultipartByteranges,
@@ -535,6 +536,15 @@ class StaticFiles:
         self.contained: Contained = {}
         # respond_now answers only what handle() would answer with a plain 200.
         self._plain = not settings.try_files and not settings.gzip_static
+        # try_files entries, the trailing "/" (test for a directory) taken off first.
+        self._try: tuple[tuple[Template, bool], ...] = tuple(
+            (compile_template(entry[:-1] if entry.endswith("/") else entry), entry.endswith("/"))
+            for entry in settings.try_files[:-1]
+        )
+        fallback = settings.try_files[-1] if settings.try_files else ""
+        self._fallback: Template | None = (
+            None if fallback[:1] in ("=", "@") or not fallback else compile_template(fallback)
+        )
 
     def close(self) -> None:
         if self.cache is not None:
@@ -681,10 +691,9 @@ class StaticFiles:
     async def _try_files(self, exchange: Exchange) -> None:
         request = exchange.request
         entries = self.settings.try_files
-        for entry in entries[:-1]:
+        for template, want_directory in self._try:
             # nginx: an entry written with a trailing slash tests for a directory.
-            want_directory = entry.endswith("/")
-            uri = expand_variables(entry[:-1] if want_directory else entry, request)
+            uri = expand(template, request).decode("utf-8", "surrogateescape")
             if not uri.startswith("/"):
                 uri = "/" + uri
             path = self.file_path(uri)
@@ -706,7 +715,8 @@ class StaticFiles:
             raise EdgeError(f"try_files fell back to {fallback}", status=status, level="info")
         if fallback.startswith("@"):
             raise InternalRedirect(fallback)
-        raise InternalRedirect(expand_variables(fallback, request))
+        assert self._fallback is not None
+        raise InternalRedirect(expand(self._fallback, request).decode("utf-8", "surrogateescape"))
 
     async def _directory(self, exchange: Exchange, path: str, uri: str) -> None:
         """A URI ending in "/": the first index file, else 403 (autoindex is off) or 404."""

@@ -17,7 +17,8 @@ import pytest
 
 from edge import cli, master
 from edge.config import load
-from edge.config.schema import KNOWN_VARIABLES, VARIABLE_PREFIXES
+from edge.variables import KNOWN as KNOWN_VARIABLES
+from edge.variables import PREFIXES as VARIABLE_PREFIXES
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "edge.md"
 
