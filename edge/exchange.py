@@ -29,13 +29,23 @@ class EdgeError(Exception):
 
     status: int = 500
     level: str = "error"  # nginx error-log level: "error", "warn", "info"
+    headers: tuple[tuple[bytes, bytes], ...] = ()  # for the error page (405's Allow)
 
-    def __init__(self, message: str, *, status: int | None = None, level: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        level: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
         if level is not None:
             self.level = level
+        if headers:
+            self.headers = headers
 
 
 class UpstreamError(EdgeError):

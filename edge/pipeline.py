@@ -351,7 +351,7 @@ class Pipeline:
         if status in _CLOSING_STATUSES or front.must_close or not cycle.body.drain_buffered():
             response.keep_alive = False
         try:
-            await response.send_error(status)
+            await response.send_error(status, getattr(exc, "headers", ()))
         except ClientGone:
             cycle.client_gone = True
             cycle.broken = True

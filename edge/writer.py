@@ -226,12 +226,16 @@ class ResponseWriter:
         elif head:
             self._conn.write(head)
 
-    async def send_error(self, status: int) -> None:
-        """nginx's small HTML page for ``status``."""
+    async def send_error(self, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """nginx's small HTML page for ``status`` (``headers``: what the status needs, e.g. Allow)."""
         body = special_response_body(status, reason_phrase(status))
         await self.send_head(
             status,
-            [(b"Content-Type", b"text/html"), (b"Content-Length", str(len(body)).encode())],
+            [
+                (b"Content-Type", b"text/html"),
+                (b"Content-Length", str(len(body)).encode()),
+                *headers,
+            ],
         )
         await self.send(body)
         await self.end()

@@ -508,6 +508,9 @@ class FileCache:
             self._drop(path)
 
 
+# RFC 9110 §15.5.6: a 405 says which methods the resource does allow.
+_ALLOW: Final = ((b"Allow", b"GET, HEAD"),)
+
 # Request fields that make a static answer depend on more than the path: the
 # conditional and range rules (and gzip_static's choice) are handle()'s.
 _NOT_PLAIN = frozenset(
@@ -670,7 +673,10 @@ class StaticFiles:
         request = exchange.request
         if request.method not in ("GET", "HEAD"):
             raise EdgeError(
-                f"method {request.method} is not allowed on static files", status=405, level="info"
+                f"method {request.method} is not allowed on static files",
+                status=405,
+                level="info",
+                headers=_ALLOW,
             )
         if self.settings.try_files:
             await self._try_files(exchange)

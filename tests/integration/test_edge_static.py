@@ -218,6 +218,26 @@ def test_head_has_the_headers_and_no_body(files: tuple[str, int]) -> None:
         assert after.body == b"body { color: red }\n"
 
 
+def test_other_methods_get_405_with_allow_and_the_connection_lives_on(
+    files: tuple[str, int],
+) -> None:
+    """A well-formed POST/PUT/DELETE on a file is refused as not allowed, not as malformed."""
+    with socket.create_connection(files, timeout=5) as sock:
+        for head in (
+            b"POST /style.css HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            b"PUT /style.css HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"DELETE /style.css HTTP/1.1\r\nHost: a\r\n\r\n",
+        ):
+            sock.sendall(head)
+            refused = read_response(sock)
+            assert refused.status == 405, head
+            assert refused.header("Allow") == "GET, HEAD"
+            assert refused.header("Connection") == "keep-alive"
+        sock.sendall(b"GET /style.css HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(sock).body == b"body { color: red }\n"
+
+
 def test_gzip_static(files: tuple[str, int]) -> None:
     zipped = request(files, target="/style.css", headers={"Accept-Encoding": "gzip, deflate"})
     assert zipped.body == b"\x1f\x8b-pretend-gzip"
