@@ -97,9 +97,7 @@ def edge(
     tmp_path_factory: pytest.TempPathFactory, certs: dict[str, Pair], app: str, ca: TestCa
 ) -> Iterator[tuple[EdgeProcess, list[tuple[str, int]]]]:
     directory = tmp_path_factory.mktemp("edge")
-    config = write_config(
-        directory, CONFIG.format(a=certs["a"], b=certs["b"], upstream=app)
-    )
+    config = write_config(directory, CONFIG.format(a=certs["a"], b=certs["b"], upstream=app))
     process = start_edge(["-c", str(config)], cwd=directory, log_path=directory / "edge.log")
     try:
         addresses = wait_tls_ready(process, ca.certificate, 3)
@@ -153,7 +151,9 @@ def test_s_client_sees_the_protocols_alpn_and_certificate_sni_chose(
     assert "subject=CN = a.test" in s_client(secure, "-servername", "a.test")
     assert "subject=CN = a.test" in s_client(secure, "-servername", "other.test")
     assert "subject=CN = a.test" in s_client(secure, "-noservername")
-    b = curl(f"https://b.test:{secure[1]}/", ca.certificate, resolve=f"b.test:{secure[1]}:127.0.0.1")
+    b = curl(
+        f"https://b.test:{secure[1]}/", ca.certificate, resolve=f"b.test:{secure[1]}:127.0.0.1"
+    )
     assert b.body == b"b\n"
 
 

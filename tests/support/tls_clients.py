@@ -4,6 +4,7 @@ that no command-line client will send)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import ssl
@@ -15,6 +16,7 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
 from tests.support.edge import EdgeProcess
 
@@ -45,9 +47,7 @@ def curl(
     ]  # fmt: skip
     if resolve is not None:
         command += ["--resolve", resolve]
-    result = subprocess.run(
-        [*command, url], capture_output=True, timeout=timeout + 10, check=False
-    )
+    result = subprocess.run([*command, url], capture_output=True, timeout=timeout + 10, check=False)
     if result.returncode != 0:
         raise AssertionError(f"curl {url} failed ({result.returncode}): {result.stderr!r}")
     out, _, version = result.stdout.rpartition(b"\n")
@@ -110,7 +110,12 @@ class H2Client:
 
     @classmethod
     def connect(
-        cls, address: tuple[str, int], ca: Path, *, validate: bool = True, **settings: int
+        cls,
+        address: tuple[str, int],
+        ca: Path,
+        *,
+        validate: bool = True,
+        settings: dict[int, int] | None = None,
     ) -> H2Client:
         context = client_context(ca)
         context.check_hostname = False
@@ -140,7 +145,13 @@ class H2Client:
         self.sock.sendall(data)
 
     def request(
-        self, path: str, *, host: str = "localhost", end: bool = True, method: str = "GET"
+        self,
+        path: str,
+        *,
+        host: str = "localhost",
+        end: bool = True,
+        method: str = "GET",
+        extra: tuple[tuple[bytes, bytes], ...] = (),
     ) -> int:
         stream_id = self.conn.get_next_available_stream_id()
         headers = [
@@ -148,6 +159,7 @@ class H2Client:
             (b":scheme", b"https"),
             (b":authority", host.encode()),
             (b":path", path.encode()),
+            *extra,
         ]
         self.conn.send_headers(stream_id, headers, end_stream=end)
         self.flush()
@@ -218,10 +230,21 @@ class H2Client:
                 raise AssertionError(f"no complete response on stream {stream_id}: {self.events}")
             self.read(max(0.1, deadline - time.monotonic()))
 
-    def goaway(self) -> h2.events.ConnectionTerminated | None:
+    def ping(self, timeout: float = 15.0) -> None:
+        """A PING answered: the server has read (and handled) everything sent before it."""
+        payload = os.urandom(8)
+        self.conn.ping(payload)
+        self.flush()
         event = self.until(
-            lambda e: isinstance(e, h2.events.ConnectionTerminated), what="GOAWAY"
+            lambda e: isinstance(e, h2.events.PingAckReceived) and e.ping_data == payload,
+            timeout,
+            what="the PING ack",
         )
+        if event is None:
+            raise AssertionError(f"the connection closed before the PING ack: {self.events}")
+
+    def goaway(self) -> h2.events.ConnectionTerminated | None:
+        event = self.until(lambda e: isinstance(e, h2.events.ConnectionTerminated), what="GOAWAY")
         return event if isinstance(event, h2.events.ConnectionTerminated) else None
 
     def close(self) -> None:
