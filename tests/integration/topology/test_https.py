@@ -22,8 +22,8 @@ import pytest
 
 from tests.support.nginx import free_port
 from tests.support.processes import REPO
-from tests.support.topology import DJANGO, Topology, TopologyError, topology_from_env
 from tests.support.tls_clients import curl
+from tests.support.topology import DJANGO, Topology, TopologyError, topology_from_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CERTUTIL = shutil.which("certutil") or "/usr/bin/certutil"
@@ -76,7 +76,18 @@ def test_chromium_loads_the_site_over_http2(
     nssdb.mkdir(parents=True)
     for command in (
         [CERTUTIL, "-d", f"sql:{nssdb}", "-N", "--empty-password"],
-        [CERTUTIL, "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "wsgistack dev", "-i", str(dev_ca)],
+        [
+            CERTUTIL,
+            "-d",
+            f"sql:{nssdb}",
+            "-A",
+            "-t",
+            "C,,",
+            "-n",
+            "wsgistack dev",
+            "-i",
+            str(dev_ca),
+        ],
     ):
         subprocess.run(command, check=True, capture_output=True, timeout=30)
     screenshot = tmp_path / "https-home.png"
