@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 from tests.integration.conftest import WSGI_APP
 from tests.support.certs import TestCa
 from tests.support.edge import EdgeProcess, start_edge, write_config
-from tests.support.processes import appserver
+from tests.support.processes import TCP_ESTABLISHED, appserver, tcp_connections, wait_until
 from tests.support.tls_clients import H2Client, curl, wait_tls_ready
 
 H2LOAD = shutil.which("h2load") or "/usr/bin/h2load"
@@ -45,6 +46,8 @@ servers:
       - path: = /echo
         proxy: app
       - path: = /environ
+        proxy: app
+      - path: = /slow
         proxy: app
 upstreams:
   app:
@@ -69,37 +72,39 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def edge(
-    tmp_path_factory: pytest.TempPathFactory, ca: TestCa, big: Path
-) -> Iterator[tuple[EdgeProcess, tuple[str, int]]]:
-    directory = tmp_path_factory.mktemp("edge")
-    app = appserver(
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("app")
+    server = appserver(
         ["--socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master", "--threads", "8"],
         cwd=directory,
         log_path=directory / "appserver.log",
     )
-    process: EdgeProcess | None = None
     try:
-        app.wait_ready(1)
-        host, port = app.address("uwsgi")
-        pair = ca.issue("h2.test", alt_names=("IP:127.0.0.1",))
-        config = write_config(
-            directory,
-            CONFIG.format(
-                certificate=pair.certificate,
-                key=pair.key,
-                root=big.parent,
-                upstream=f"{host}:{port}",
-            ),
-        )
-        process = start_edge(["-c", str(config)], cwd=directory, log_path=directory / "edge.log")
+        server.wait_ready(1)
+        host, port = server.address("uwsgi")
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _start(directory: Path, ca: TestCa, root: Path, upstream: str) -> EdgeProcess:
+    pair = ca.issue("h2.test", alt_names=("IP:127.0.0.1",))
+    text = CONFIG.format(certificate=pair.certificate, key=pair.key, root=root, upstream=upstream)
+    config = write_config(directory, text)
+    return start_edge(["-c", str(config)], cwd=directory, log_path=directory / "edge.log")
+
+
+@pytest.fixture(scope="module")
+def edge(
+    tmp_path_factory: pytest.TempPathFactory, ca: TestCa, big: Path, app: str
+) -> Iterator[tuple[EdgeProcess, tuple[str, int]]]:
+    process = _start(tmp_path_factory.mktemp("edge"), ca, big.parent, app)
+    try:
         (address,) = wait_tls_ready(process, ca.certificate)
         yield process, address
         assert "Traceback" not in process.log(), process.log()
     finally:
-        if process is not None:
-            process.stop()
-        app.stop()
+        process.stop()
 
 
 def served_again(address: tuple[str, int], ca: TestCa) -> None:
@@ -368,3 +373,46 @@ def test_a_stream_that_never_reads_is_reset_after_send_timeout(
     finally:
         client.close()
     process.wait_for_log(r"client timed out while sending response to client \(stream 1\)")
+
+
+def test_a_graceful_stop_finishes_the_streams_in_flight(
+    tmp_path: Path, ca: TestCa, big: Path, app: str
+) -> None:
+    """SIGQUIT: GOAWAY, the stream in flight is answered whole, then edge exits.  curl is the
+    client here: h2's client side treats any GOAWAY as the end of every stream."""
+    process = _start(tmp_path, ca, big.parent, app)
+    try:
+        ((host, port),) = wait_tls_ready(process, ca.certificate)
+        app_port = int(app.rpartition(":")[2])
+        curl_run = subprocess.Popen(
+            [
+                "curl", "-sS", "--http2", "--cacert", str(ca.certificate), "-w", "\n%{http_code}",
+                f"https://{host}:{port}/slow?1.5",
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            # The request is in flight once an edge worker holds a connection to the app.
+            wait_until(
+                lambda: any(
+                    row.remote[1] == app_port and row.state == TCP_ESTABLISHED
+                    for pid in process.worker_pids()
+                    for row in tcp_connections(pid)
+                ),
+                timeout=10,
+                what="edge to connect to the app",
+                process=process,
+            )
+            process.signal(signal.SIGQUIT)
+            out, err = curl_run.communicate(timeout=30)
+        finally:
+            if curl_run.poll() is None:
+                curl_run.kill()
+                curl_run.communicate()
+        body, _, status = out.rpartition(b"\n")
+        assert status == b"200", (out, err)
+        assert json.loads(body)["slept"] == "1.5"
+        assert process.wait(timeout=20) == 0
+        assert "graceful stop" in process.log()
+    finally:
+        process.stop()
