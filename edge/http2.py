@@ -65,6 +65,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hpack.table import HeaderTable
 from hyperframe.frame import GoAwayFrame
 
 from edge.body import RequestBodyReader
@@ -86,6 +87,75 @@ _CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
 )
 _NO_BODY_STATUSES = frozenset((204, 304))
+
+
+# HPACK (RFC 7541) for response headers: the static table and literals, never the
+# dynamic table.  The encoding then depends on the header list alone, so a list seen
+# again (the same file in the same second, the same error page) is a dict lookup, where
+# hpack's encoder (pure Python: a dynamic-table search and Huffman coding per field) was
+# the largest single cost of a response.  What it costs is a few bytes per response,
+# which TLS and the frames dwarf; and no dynamic table means no compression oracle.
+_STATIC_FIELDS = {field: index for index, field in enumerate(HeaderTable.STATIC_TABLE, 1)}
+_STATIC_NAMES: dict[bytes, int] = {}
+for _index, (_name, _value) in enumerate(HeaderTable.STATIC_TABLE, 1):
+    _STATIC_NAMES.setdefault(_name, _index)
+_BLOCKS_KEPT = 1024
+_TABLE_SIZE_ZERO = b"\x20"  # dynamic table size update to 0 (§6.3): we never add to it
+
+
+def _hpack_integer(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _hpack_field(name: bytes, value: bytes) -> bytes:
+    index = _STATIC_FIELDS.get((name, value))
+    if index is not None:
+        return _hpack_integer(index, 7, 0x80)  # indexed field
+    length = _hpack_integer(len(value), 7)
+    index = _STATIC_NAMES.get(name)
+    if index is not None:  # literal without indexing, indexed name
+        return _hpack_integer(index, 4) + length + value
+    return b"\x00" + _hpack_integer(len(name), 7) + name + length + value
+
+
+class ResponseEncoder:
+    """h2's ``encoder`` for one connection: ``encode(headers) -> bytes`` as above.
+
+    h2 sets ``header_table_size`` when the client's SETTINGS change it; with no
+    dynamic table in use, any size the client allows is fine.  The first block says
+    once that the table is empty (size 0), as the decoder may otherwise assume 4096.
+    """
+
+    __slots__ = ("header_table_size", "_started")
+
+    _blocks: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}  # shared: the encoding is pure
+
+    def __init__(self) -> None:
+        self.header_table_size = 4096
+        self._started = False
+
+    def encode(self, headers: object) -> bytes:
+        key = tuple(cast("list[tuple[bytes, bytes]]", headers))
+        blocks = ResponseEncoder._blocks
+        block = blocks.get(key)
+        if block is None:
+            block = b"".join([_hpack_field(name, value) for name, value in key])
+            if len(blocks) >= _BLOCKS_KEPT:
+                blocks.clear()
+            blocks[key] = block
+        if not self._started:
+            self._started = True
+            return _TABLE_SIZE_ZERO + block
+        return block
 
 
 def _config() -> h2.config.H2Configuration:
@@ -160,6 +230,7 @@ class Http2Connection(asyncio.Protocol):
         )
         # The HPACK decoder counts decoded bytes against this: the HPACK-bomb defence.
         self.h2.decoder.max_header_list_size = header_list
+        self.h2.encoder = ResponseEncoder()  # type: ignore[assignment]
         self._max_credits = self._credits = 2 * streams
         self.h2.initiate_connection()
         # The connection window covers every stream's preread, so it is never the
@@ -174,8 +245,8 @@ class Http2Connection(asyncio.Protocol):
             self.shutdown()
 
     def data_received(self, data: bytes) -> None:
-        if self.phase == CLOSED_PHASE:
-            return
+        if self.closed:
+            return  # closing after GOAWAY: what still arrives is not read
         self._new_streams = 0
         try:
             events = self.h2.receive_data(data)
