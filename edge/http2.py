@@ -296,20 +296,95 @@ class Http2Connection(asyncio.Protocol):
         if self.closing:
             self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
+        known = self.h2.streams.get(stream_id)
+        if known is None or known.closed:
+            # Reset in the same read as its HEADERS (h2 has processed the whole read):
+            # the client pays for it now, as for any stream reset before its answer.
+            self._credits -= 1
+            if self._credits < 0:
+                self._calm_down("client reset too many streams (rapid reset)")
+            return
         self._drop_timer()
         self.phase = REQUEST
         self.requests += 1
         started = time.time()
         head = _request_head(event.headers or (), bool(event.stream_ended))
         stream = Stream(self, stream_id, head)
-        self.streams[stream_id] = stream
         if event.stream_ended:
             stream.body.finish()
+            if self._answer_now(stream, head, started):
+                self._after_request()
+                return
+        self.streams[stream_id] = stream
         task = self.loop.create_task(self._serve(stream, head, started))
         stream.task = task
         self.state.track(task)
+        self._after_request()
+
+    def _after_request(self) -> None:
         if self.requests >= self.defaults.keepalive_requests > 0 or self.state.stopping:
             self._go_away()  # this one is served, the next ones go elsewhere
+        elif not self.streams:
+            self.phase = IDLE
+            self._arm(self.defaults.keepalive_timeout, None)
+        if self.closing and not self.streams:
+            self._close_after_flush()
+
+    def _answer_now(self, stream: Stream, head: RequestHead, started: float) -> bool:
+        """``Pipeline.answer_now`` for a stream: a request it can answer from memory is
+        answered here, without a task, as on HTTP/1.  The pipeline writes the answer as
+        one HTTP/1 response; its status, fields and body become HEADERS and DATA."""
+        stream.answering = True
+        try:
+            keep = self.state.pipeline.answer_now(stream, head, started)
+        except Exception as exc:  # a bug there must not cost the request: take the task path
+            self.log("alert", f"unexpected error answering at once: {exc!r}")
+            keep = None
+        finally:
+            stream.answering = False
+        answer, stream.answer = stream.answer, b""
+        if keep is None:
+            return False
+        top, _, body = answer.partition(b"\r\n\r\n")
+        lines = top.split(b"\r\n")
+        headers = [(b":status", lines[0][9:12])]
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.lower()
+            if name not in _CONNECTION_SPECIFIC:
+                headers.append((name, value.strip()))
+        connection = self.h2
+        size = len(body)
+        try:
+            if not body:
+                connection.send_headers(stream.id, headers, end_stream=True)
+            else:
+                connection.send_headers(stream.id, headers)
+                whole = min(self.frame_size, connection.max_outbound_frame_size)
+                if connection.local_flow_control_window(stream.id) < size or size > whole:
+                    # The client's window (or the frame size) wants it in pieces: a task.
+                    self.streams[stream.id] = stream
+                    task = self.loop.create_task(self._send_answer_body(stream, body))
+                    stream.task = task
+                    self.state.track(task)
+                    return True
+                connection.send_data(stream.id, body, end_stream=True)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
+            return True  # reset by the client meanwhile: nothing more to send
+        self._credits = min(self._max_credits, self._credits + 1)
+        return True
+
+    async def _send_answer_body(self, stream: Stream, body: bytes) -> None:
+        response = StreamResponse(stream, False, self.defaults.send_timeout)
+        response.started = True
+        try:
+            await response.send(body)
+            await response.end()
+            stream.complete = True
+        except (ClientGone, ResponseAborted):
+            pass
+        finally:
+            self.stream_done(stream)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         stream = self.streams.get(event.stream_id)
@@ -595,6 +670,8 @@ class Stream:
         "body",
         "task",
         "cycle",
+        "answering",
+        "answer",
         "_window_waiter",
     )
 
@@ -616,6 +693,8 @@ class Stream:
         self.body = StreamBody(self, head.expect_continue)
         self.task: asyncio.Task[None] | None = None
         self.cycle: RequestCycle | None = None
+        self.answering = False  # Pipeline.answer_now is writing its answer (write() takes it)
+        self.answer = b""
         self._window_waiter: asyncio.Future[None] | None = None
 
     # -- Front ---------------------------------------------------------------------
@@ -625,7 +704,9 @@ class Stream:
         return self.reset or self.conn.closed
 
     def write(self, data: bytes) -> None:
-        raise RuntimeError("an HTTP/2 stream takes frames, not HTTP/1 bytes")
+        if not self.answering:
+            raise RuntimeError("an HTTP/2 stream takes frames, not HTTP/1 bytes")
+        self.answer += data
 
     def new_body(self, head: RequestHead, timeout: float) -> RequestBodyReader:
         self.body.timeout = timeout
@@ -634,7 +715,7 @@ class Stream:
     def new_response(
         self, request: Request, keep_alive: bool, send_timeout: float
     ) -> ResponseWriter:
-        return StreamResponse(self, request, send_timeout)
+        return StreamResponse(self, request.method == "HEAD", send_timeout)
 
     def set_body_limit(self, limit: int | None) -> None:
         self.body.limit = limit
@@ -800,14 +881,14 @@ class StreamResponse(ResponseWriter):
 
     __slots__ = ("_stream",)
 
-    def __init__(self, stream: Stream, request: Request, send_timeout: float) -> None:
+    def __init__(self, stream: Stream, no_body: bool, send_timeout: float) -> None:
         self._stream = stream
         self._send_timeout = send_timeout
         self.status = 0
         self.started = False
         self.finished = False
         self.keep_alive = True  # not ours to decide: the connection lives on
-        self.no_body = request.method == "HEAD"
+        self.no_body = no_body  # a HEAD request
         self.chunked = False
         self.remaining: int | None = None
         self.body_bytes = 0

@@ -55,6 +55,7 @@ upstreams:
 """
 
 SMALL = b"small file\n"
+MEDIUM = os.urandom(40_000)  # answered from memory, in several DATA frames
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,7 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCa:
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("root")
     (root / "small.txt").write_bytes(SMALL)
+    (root / "medium.bin").write_bytes(MEDIUM)
     path = root / "big.bin"
     path.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
     return path
@@ -195,6 +197,29 @@ def test_settings_and_request_mapping(
         assert environ["HTTP_X_CUSTOM"] == "yes"
         assert environ["QUERY_STRING"] == "x=1"
         assert environ["SERVER_PROTOCOL"] == "HTTP/2.0" and environ["HTTPS"] == "on"
+    finally:
+        client.close()
+
+
+def test_files_answered_from_memory_arrive_whole(
+    edge: tuple[EdgeProcess, tuple[str, int]], ca: TestCa
+) -> None:
+    """Small files are answered without a task, as on HTTP/1; one larger than a frame
+    goes out in pieces as the window allows, a HEAD has the length and no body."""
+    _process, address = edge
+    client = H2Client.connect(address, ca.certificate)
+    try:
+        for _ in range(3):  # the first lookup, then from memory
+            assert client.response(client.request("/medium.bin")) == (200, MEDIUM)
+            assert client.response(client.request("/small.txt")) == (200, SMALL)
+        head = client.request("/small.txt", method="HEAD")
+        response = client.until(
+            lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == head
+        )
+        assert isinstance(response, h2.events.ResponseReceived)
+        fields = dict(response.headers or ())
+        assert fields[b":status"] == b"200" and fields[b"content-length"] == b"%d" % len(SMALL)
+        assert response.stream_ended is not None  # END_STREAM on the HEADERS: no body
     finally:
         client.close()
 
