@@ -9,8 +9,10 @@ HTTP/1.1 request is mapped: a ``Stream`` is the pipeline's ``Front``, with a
 ``StreamBody`` to read the request body from and a ``StreamResponse`` to
 answer on, and ``Pipeline.begin / respond / finish`` run it in a task of its
 own.  Routing, limits, access, handlers, redirects and logs are the very
-same code; upstreams stay HTTP/1.1 or uwsgi.  (A stream always takes the
-task path: ``Pipeline.answer_now`` frames HTTP/1 bytes.)
+same code; upstreams stay HTTP/1.1 or uwsgi.  A stream without a body first
+tries ``Pipeline.answer_now``, as an HTTP/1 head does: what it can answer from
+memory comes back as one HTTP/1 response (``Stream.write``), whose status,
+fields and body are sent as HEADERS and DATA at once, without a task.
 
 Writes: everything a stream produces goes into h2's outgoing buffer, which
 is written to the transport once per loop iteration (``_schedule_flush``),
