@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench import cpu, report, servers, wrk
-from bench.cases import CASES, GTHREAD_THREADS, TARGETS, App, Case, Stack
+from bench import cpu, h2load, report, servers, wrk
+from bench.cases import CASES, GTHREAD_THREADS, H2_CLIENTS, H2_STREAMS, TARGETS, App, Case, Stack
 from bench.cpu import CpuUsage
 from bench.report import CaseResult
 from bench.servers import Deployment, Environment, StartError
@@ -140,9 +141,20 @@ def _ensure_package(module: str, requirement: str, install: bool) -> str | None:
 # -- one case -------------------------------------------------------------------
 
 
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    """HTTP/1.1 to ``url``'s server; over TLS without verifying (the bench's own certificate)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=timeout,
+            context=ssl._create_unverified_context(),  # noqa: S323 - our own test certificate
+        )  # fmt: skip
+    return http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+
+
 def _get(url: str, timeout: float) -> tuple[int, bytes]:
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    connection = _connection(url, timeout)
     try:
         connection.request("GET", parts.path or "/")
         response = connection.getresponse()
@@ -181,9 +193,7 @@ def _warm_up_requests(url: str, count: int, max_seconds: float) -> None:
     for _ in range(count):
         if time.monotonic() > deadline:
             break
-        current = connection or http.client.HTTPConnection(
-            parts.hostname or "", parts.port, timeout=10
-        )
+        current = connection or _connection(url, 10)
         connection = current
         try:
             current.request("GET", parts.path or "/")
@@ -219,16 +229,34 @@ class Runner:
         if problem:
             return CaseResult(case, "failed", problem)
         try:
-            if self.args.quick:
-                _warm_up_requests(url, QUICK_WARMUP_REQUESTS, QUICK_WARMUP_MAX_S)
+            if case.stack.tls:
+                warm_up = 1 if self.args.quick else FULL_WARMUP_S
+                self._h2load(url, warm_up)
+                before = cpu.snapshot(roots)
+                result = self._h2load(url, self.args.duration)
+                after = cpu.snapshot(roots)
             else:
-                wrk.run(self._command(case, url, FULL_WARMUP_S), FULL_WARMUP_S)
-            before = cpu.snapshot(roots)
-            result = wrk.run(self._command(case, url, self.args.duration), self.args.duration)
-            after = cpu.snapshot(roots)
+                if self.args.quick:
+                    _warm_up_requests(url, QUICK_WARMUP_REQUESTS, QUICK_WARMUP_MAX_S)
+                else:
+                    wrk.run(self._command(case, url, FULL_WARMUP_S), FULL_WARMUP_S)
+                before = cpu.snapshot(roots)
+                result = wrk.run(self._command(case, url, self.args.duration), self.args.duration)
+                after = cpu.snapshot(roots)
         except wrk.WrkError as exc:
             return CaseResult(case, "failed", str(exc))
         return result, cpu.usage(before, after, result.requests, self.ticks_per_s)
+
+    def _h2load(self, url: str, duration: int) -> WrkResult:
+        log = Path(tempfile.mkstemp(prefix="bench-h2load-", suffix=".log")[1])
+        argv = h2load.command(
+            url, clients=H2_CLIENTS, streams=H2_STREAMS, duration_s=duration, warm_up_s=0,
+            log=log, cpus=self.load_cpus,
+        )  # fmt: skip
+        try:
+            return h2load.run(argv, duration, log)
+        finally:
+            log.unlink(missing_ok=True)
 
     def _command(self, case: Case, url: str, duration: int) -> list[str]:
         return wrk.command(

@@ -20,6 +20,11 @@ request with ``Connection: close``, so nginx would open a new upstream
 connection per request whatever the upstream block says.  Both workers run
 direct, where "best of sync/gthread" is the anchor.
 
+The TLS group (issue 10) puts TLS and HTTP/2 in front, with one certificate
+(EC P-256) for both servers, and is driven by h2load (``bench/h2load.py``): 10
+connections of 10 streams each, 100 requests in flight.  Its upstreams still
+speak uwsgi.
+
 edge -> appserver runs twice: with the default upstream ``keepalive`` (32),
 where edge offers persistent uwsgi connections (docs/uwsgi-keepalive.md), and
 with ``keepalive: 0``, standard one-shot packets, as nginx sends them.
@@ -34,12 +39,14 @@ App: TypeAlias = Literal["django", "django-min", "raw", "static"]
 Front: TypeAlias = Literal["direct", "nginx", "edge"]
 Backend: TypeAlias = Literal["appserver", "uwsgi", "gunicorn-sync", "gunicorn-gthread"]
 Protocol: TypeAlias = Literal["http", "uwsgi"]
-Group: TypeAlias = Literal["views", "static", "overload"]
+Group: TypeAlias = Literal["views", "static", "overload", "tls"]
 
 CONNECTIONS = 32
 OVERLOAD_CONNECTIONS = 256
 GTHREAD_THREADS = 4  # gunicorn's docs suggest 2-4 threads per core
 UPSTREAM_KEEPALIVE = 32  # edge's default, and nginx's usual setting
+H2_CLIENTS = 10  # h2load connections for the TLS + HTTP/2 cases
+H2_STREAMS = 10  # concurrent streams on each
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ class Stack:
     # edge).  For edge and a uwsgi upstream it also decides the keep-alive offer
     # (docs/uwsgi-keepalive.md): above 0 edge offers it, 0 sends one-shot packets.
     upstream_keepalive: int = UPSTREAM_KEEPALIVE
+    # The front terminates TLS and speaks HTTP/2 (ALPN h2); measured with h2load.
+    tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,8 @@ class Case:
     @property
     def id(self) -> str:
         suffix = f"@{self.connections}" if self.group == "overload" else ""
+        if self.group == "tls":
+            suffix = f"@{H2_CLIENTS}x{H2_STREAMS}"
         return f"{self.stack.name}/{self.endpoint.name}{suffix}"
 
 
@@ -124,6 +135,30 @@ EDGE_GUNICORN_UWSGI = Stack(
 )
 EDGE_STATIC = Stack("edge", "edge (files)", "edge", None, "http", True)
 NGINX_STATIC = Stack("nginx", "nginx (files)", "nginx", None, "http", False)
+EDGE_TLS_STATIC = Stack(
+    "edge-h2", "edge (files), TLS + HTTP/2", "edge", None, "http", True, tls=True
+)
+NGINX_TLS_STATIC = Stack(
+    "nginx-h2", "nginx (files), TLS + HTTP/2", "nginx", None, "http", False, tls=True
+)
+EDGE_TLS_APPSERVER = Stack(
+    "edge-h2+appserver",
+    "edge (TLS + HTTP/2) -> uwsgi (persistent) -> appserver",
+    "edge",
+    "appserver",
+    "uwsgi",
+    True,
+    tls=True,
+)
+NGINX_TLS_UWSGI = Stack(
+    "nginx-h2+uwsgi",
+    "nginx (TLS + HTTP/2) -> uwsgi -> uWSGI",
+    "nginx",
+    "uwsgi",
+    "uwsgi",
+    False,
+    tls=True,
+)
 GUNICORN_WHITENOISE = Stack(
     "gunicorn+whitenoise",
     "gunicorn gthread + WhiteNoise",
@@ -201,6 +236,23 @@ def _static_cases() -> list[Case]:
     ]
 
 
+TLS_HELLOS = (RAW_HELLO, DJANGO_MIN)
+
+
+def _tls_cases() -> list[Case]:
+    static_anchor = Case(NGINX_TLS_STATIC, STATIC_1K, "tls", H2_CLIENTS)
+    hello_anchors = [Case(NGINX_TLS_UWSGI, e, "tls", H2_CLIENTS) for e in TLS_HELLOS]
+    return [
+        Case(EDGE_TLS_STATIC, STATIC_1K, "tls", H2_CLIENTS, anchor=static_anchor.id),
+        static_anchor,
+        *(
+            Case(EDGE_TLS_APPSERVER, anchor.endpoint, "tls", H2_CLIENTS, anchor=anchor.id)
+            for anchor in hello_anchors
+        ),
+        *hello_anchors,
+    ]
+
+
 def _overload_cases() -> list[Case]:
     anchor = Case(NGINX_UWSGI, DJANGO_HELLO, "overload", OVERLOAD_CONNECTIONS)
     return [
@@ -209,7 +261,12 @@ def _overload_cases() -> list[Case]:
     ]
 
 
-CASES: tuple[Case, ...] = (*_view_cases(), *_static_cases(), *_overload_cases())
+CASES: tuple[Case, ...] = (
+    *_view_cases(),
+    *_static_cases(),
+    *_overload_cases(),
+    *_tls_cases(),
+)
 
 
 # -- targets --------------------------------------------------------------------
@@ -262,6 +319,18 @@ def _ratio(
     )
 
 
+def _tls_ratio(
+    name: str, ours: Stack, anchor: Stack, endpoint: Endpoint, minimum: float
+) -> RatioTarget:
+    suffix = f"@{H2_CLIENTS}x{H2_STREAMS}"
+    return RatioTarget(
+        f"{name}, {endpoint.name}",
+        f"{ours.name}/{endpoint.name}{suffix}",
+        (f"{anchor.name}/{endpoint.name}{suffix}",),
+        minimum,
+    )
+
+
 def _targets() -> list[Target]:
     """Issues 8 and 9, with their ratios, and what issue 5 set that was met and still stands."""
     gunicorns = (GUNICORN_SYNC, GUNICORN_GTHREAD)
@@ -304,6 +373,20 @@ def _targets() -> list[Target]:
             f"{NGINX_UWSGI.name}/{RAW_HELLO.name}",
             "uwsgi",
             maximum=1.5,
+        ),
+        # issue 10: TLS and HTTP/2 in front
+        _tls_ratio(
+            "edge vs nginx, TLS + HTTP/2", EDGE_TLS_STATIC, NGINX_TLS_STATIC, STATIC_1K, 0.5
+        ),
+        *(
+            _tls_ratio(
+                "edge -> appserver vs nginx -> uWSGI, TLS + HTTP/2",
+                EDGE_TLS_APPSERVER,
+                NGINX_TLS_UWSGI,
+                e,
+                1.0,
+            )
+            for e in TLS_HELLOS
         ),
         # issue 5: met in its last full run, and not superseded by issues 8 and 9
         _ratio(

@@ -31,6 +31,7 @@ GROUP_TITLES = {
     "views": "Django views and the raw WSGI hello",
     "static": "Static files",
     "overload": "Overload",
+    "tls": "TLS + HTTP/2 in front (h2load, 10 connections x 10 streams)",
 }
 
 

@@ -56,9 +56,14 @@ class Environment:
     static_root: Path = field(init=False)
     database: Path = field(init=False)
 
+    certificate: Path = field(init=False)  # one EC P-256 pair for every TLS front
+    key: Path = field(init=False)
+
     def __post_init__(self) -> None:
         self.static_root = self.work / "static"
         self.database = self.work / "db.sqlite3"
+        self.certificate = self.work / "tls" / "bench.crt"
+        self.key = self.work / "tls" / "bench.key"
 
     def app_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -107,6 +112,10 @@ def missing_reason(env: Environment, stack: Stack, app: App) -> str | None:
             reasons.append("nginx is not installed (apt-get install nginx)")
         elif stack.protocol == "uwsgi" and stack.backend and not UWSGI_PARAMS.exists():
             reasons.append(f"{UWSGI_PARAMS} is missing (Debian package nginx-common)")
+    if stack.tls and shutil.which("h2load") is None:
+        reasons.append("h2load is not installed (apt-get install nghttp2-client)")
+    if stack.tls and shutil.which("openssl") is None:
+        reasons.append("openssl is not installed (apt-get install openssl)")
     if stack.front == "edge" and not _has_module("edge.cli"):
         reasons.append("the edge CLI is not there yet (no edge/cli.py)")
     if stack.backend == "appserver" and not _has_module("appserver.cli"):
@@ -277,8 +286,12 @@ def nginx_config(
     *,
     as_root: bool,
     keepalive: int = UPSTREAM_KEEPALIVE,
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
-    """nginx.conf for one stack: 1 worker, no access log, every temp path inside ``directory``."""
+    """nginx.conf for one stack: 1 worker, no access log, every temp path inside ``directory``.
+
+    ``tls``: (certificate, key) to listen with TLS and HTTP/2, nginx's TLS defaults.
+    """
     if backend_port is None:
         upstream = ""
         # The same open-file cache on both sides (nginx's directive, edge's key of that name).
@@ -298,6 +311,14 @@ def nginx_config(
             'proxy_set_header Connection ""; proxy_set_header Host $host; }'
         )
     user = "user root root;" if as_root else ""
+    listen = f"127.0.0.1:{port}"
+    secure = ""
+    if tls is not None:
+        listen += " ssl http2"
+        # h2load runs far more than keepalive_requests (1000) on one connection.
+        secure = (
+            f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; keepalive_requests 10000000;"
+        )
     return f"""{user}
 worker_processes 1;
 daemon off;
@@ -317,7 +338,8 @@ http {{
     scgi_temp_path {directory}/scgi;
     {upstream}
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
+        {secure}
         {location}
     }}
 }}
@@ -332,6 +354,7 @@ def edge_config(
     static_root: Path,
     *,
     keepalive: int = UPSTREAM_KEEPALIVE,
+    tls: tuple[Path, Path] | None = None,
 ) -> str:
     """edge YAML for one stack, mirroring nginx_config: 1 worker, no access log.
 
@@ -353,6 +376,13 @@ def edge_config(
             f"    keepalive: {keepalive}\n"
         )
         location = f"      - path: /\n        proxy: backend\n        protocol: {protocol}\n"
+    server = f"  - listen: 127.0.0.1:{port}\n"
+    if tls is not None:
+        server = (
+            f'  - listen: "127.0.0.1:{port} ssl http2"\n'
+            f"    ssl_certificate: {tls[0]}\n    ssl_certificate_key: {tls[1]}\n"
+            "    keepalive_requests: 10000000\n"
+        )
     return (
         "worker_processes: 1\n"
         "worker_connections: 4096\n"
@@ -360,7 +390,7 @@ def edge_config(
         f"error_log: {{path: {directory}/error.log, level: warn}}\n"
         f"{upstreams}"
         "servers:\n"
-        f"  - listen: 127.0.0.1:{port}\n"
+        f"{server}"
         "    locations:\n"
         f"{location}"
     )
@@ -390,6 +420,9 @@ class Deployment:
             assert backend_port is not None
             return f"http://127.0.0.1:{backend_port}"
         port = free_port()
+        tls = (self.env.certificate, self.env.key) if self.stack.tls else None
+        if tls is not None:
+            write_certificate(self.env)
         if self.stack.front == "nginx":
             nginx = nginx_binary() or "nginx"
             if UWSGI_PARAMS.exists():
@@ -399,7 +432,7 @@ class Deployment:
                 nginx_config(
                     self.directory, port, backend_port, self.stack.protocol,
                     self.env.static_root, as_root=os.geteuid() == 0,
-                    keepalive=self.stack.upstream_keepalive,
+                    keepalive=self.stack.upstream_keepalive, tls=tls,
                 )
             )  # fmt: skip
             argv = [nginx, "-c", str(conf), "-p", str(self.directory)]
@@ -408,14 +441,14 @@ class Deployment:
             conf.write_text(
                 edge_config(
                     self.directory, port, backend_port, self.stack.protocol, self.env.static_root,
-                    keepalive=self.stack.upstream_keepalive,
+                    keepalive=self.stack.upstream_keepalive, tls=tls,
                 )
             )  # fmt: skip
             edge = self.env.tool("edge")
             argv = [edge] if edge else [sys.executable, "-m", "edge"]
             argv += ["-c", str(conf)]
         self._spawn(self.stack.front, argv, self.directory, port)
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     def _spawn(self, name: str, argv: list[str], cwd: Path, port: int) -> None:
         process = ServerProcess(
@@ -447,6 +480,22 @@ def write_static_files(env: Environment) -> None:
     for name, size in STATIC_FILES.items():
         body = (line * (size // len(line) + 1))[:size]
         (env.static_root / name).write_bytes(body)
+
+
+def write_certificate(env: Environment) -> None:
+    """A self-signed EC P-256 certificate for 127.0.0.1 (h2load does not verify it)."""
+    if env.certificate.exists() and env.key.exists():
+        return
+    env.certificate.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "7", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(env.key), "-out", str(env.certificate),
+        ],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
 
 
 def migrate_django(env: Environment) -> str | None:

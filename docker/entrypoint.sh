@@ -6,6 +6,8 @@
 #   gunicorn [ARGS...]    gunicorn; with no ARGS it serves $WSGI_APP on
 #                         0.0.0.0:8000                     (health: tcp 8000)
 #   manage [ARGS...]      Django's manage.py
+#   dev-cert DIR          make a development CA and a certificate it signs in DIR
+#                         (dev-ca.crt, edge.crt, edge.key), unless DIR has one
 #   healthcheck           probe this container (what HEALTHCHECK runs)
 #   help                  this text
 #   anything else         run as a command (sh, python, ...)
@@ -18,6 +20,12 @@
 # it re-executes itself under tini, which reaps zombies and forwards signals to
 # the server, so `docker stop` stops it.  Elsewhere use `docker run --init`
 # (compose: `init: true`).  WSGISTACK_NO_TINI=1 turns this off.
+#
+# TLS for the edge role: with EDGE_TLS_DIR set (compose sets /srv/tls), the edge
+# finds its certificate there as edge.crt and edge.key.  A pair mounted at
+# /etc/wsgistack/tls/ (compose mounts ./deploy) is linked in, so a renewal there is
+# picked up by SIGHUP; without one, a development certificate is made at the first
+# start and kept in the volume.
 set -eu
 
 STATE_FILE=${WSGISTACK_STATE_FILE:-/tmp/wsgistack-role}
@@ -40,6 +48,61 @@ find_manage_py() {
         fi
     done
     return 1
+}
+
+# A development CA (its key never leaves DIR) and a certificate it signs for
+# localhost, 127.0.0.1, ::1 and the service name "edge".  Browsers and curl trust
+# the certificate once they trust dev-ca.crt; nothing else does.
+dev_cert() {
+    dir=$1
+    if [ -s "$dir/edge.crt" ] && [ -s "$dir/edge.key" ]; then
+        return 0
+    fi
+    command -v openssl >/dev/null 2>&1 || { echo "dev-cert: openssl is not installed" >&2; return 1; }
+    mkdir -p "$dir"
+    rm -f "$dir/edge.crt" "$dir/edge.key"
+    old_umask=$(umask)
+    umask 077
+    if [ ! -s "$dir/dev-ca.crt" ] || [ ! -s "$dir/dev-ca.key" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+            -subj "/O=wsgistack development/CN=wsgistack development CA" \
+            -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$dir/dev-ca.key" -out "$dir/dev-ca.crt" 2>/dev/null
+    fi
+    printf '%s\n' \
+        "subjectAltName=DNS:localhost,DNS:edge,IP:127.0.0.1,IP:::1" \
+        "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" >"$dir/edge.ext"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/O=wsgistack development/CN=localhost" \
+        -keyout "$dir/edge.key" -out "$dir/edge.csr" 2>/dev/null
+    # 397 days: the longest validity browsers accept for a server certificate.
+    openssl x509 -req -in "$dir/edge.csr" -CA "$dir/dev-ca.crt" -CAkey "$dir/dev-ca.key" \
+        -CAcreateserial -days 397 -extfile "$dir/edge.ext" -out "$dir/edge.crt" 2>/dev/null
+    rm -f "$dir/edge.csr" "$dir/edge.ext" "$dir/dev-ca.srl"
+    chmod 0644 "$dir/dev-ca.crt" "$dir/edge.crt"
+    umask "$old_umask"
+    echo "dev-cert: made a development certificate in $dir (trust $dir/dev-ca.crt to use it)" >&2
+}
+
+# The edge's certificate in $EDGE_TLS_DIR: the mounted pair, or a development one.
+edge_tls() {
+    dir=${EDGE_TLS_DIR:-}
+    [ -n "$dir" ] || return 0
+    mounted=${EDGE_TLS_MOUNTED:-/etc/wsgistack/tls}
+    mkdir -p "$dir"
+    if [ -f "$mounted/edge.crt" ] && [ -f "$mounted/edge.key" ]; then
+        ln -sf "$mounted/edge.crt" "$dir/edge.crt"
+        ln -sf "$mounted/edge.key" "$dir/edge.key"
+    else
+        for name in edge.crt edge.key; do
+            # A link to a pair that is no longer mounted: make a development one instead.
+            if [ -L "$dir/$name" ]; then rm -f "$dir/$name"; fi
+        done
+        dev_cert "$dir"
+    fi
 }
 
 healthcheck() {
@@ -98,6 +161,11 @@ fi
 
 case $1 in
     healthcheck) healthcheck ;;
+    dev-cert)
+        [ $# -eq 2 ] || { echo "usage: $0 dev-cert DIR" >&2; exit 2; }
+        dev_cert "$2"
+        exit 0
+        ;;
     help | -h | --help) usage; exit 0 ;;
 esac
 
@@ -108,9 +176,14 @@ fi
 role=$1
 shift
 case $role in
-    edge | appserver)
-        remember_role "$role"
-        exec "$role" "$@"
+    edge)
+        remember_role edge
+        edge_tls
+        exec edge "$@"
+        ;;
+    appserver)
+        remember_role appserver
+        exec appserver "$@"
         ;;
     gunicorn)
         remember_role gunicorn

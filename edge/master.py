@@ -60,6 +60,7 @@ from edge.server import (
     run_worker,
 )
 from edge.shared_zones import SharedZones
+from edge.tls import TlsConfigError, TlsContexts
 from prefork import ExitStatus, RespawnSchedule, Supervisor, fork_child, reap, send_signal
 
 RELOAD_READY_TIMEOUT = 10.0
@@ -107,6 +108,7 @@ class Generation:
     error_log: ErrorLog
     access_log: LogFile | None
     zones: SharedZones  # limit zones in shared memory, made before the workers fork
+    tls: TlsContexts  # read from the certificate files when the generation opens
 
     def close_logs(self) -> None:
         self.error_log.file.close()
@@ -136,15 +138,17 @@ def open_generation(
     number: int, config: EdgeConfig, workers: int, previous: SharedZones | None = None
 ) -> Generation:
     """Open the config's log files (OSError when a path cannot be opened) and its limit
-    zones, keeping ``previous``'s state for the zones a reload keeps (same name and size)."""
+    zones, keeping ``previous``'s state for the zones a reload keeps (same name and size),
+    and its TLS contexts from the certificate files (``TlsConfigError`` names a bad one)."""
     error_log = ErrorLog(config.error_log)
     try:
+        tls = TlsContexts.build(config)
         access_log = LogFile(config.access_log.path) if config.access_log.path else None
         zones = SharedZones.build(config, previous)
-    except OSError:
+    except (OSError, TlsConfigError):
         error_log.file.close()
         raise
-    return Generation(number, config, workers, error_log, access_log, zones)
+    return Generation(number, config, workers, error_log, access_log, zones, tls)
 
 
 class Master:
@@ -180,6 +184,9 @@ class Master:
         config = self.initial_config
         try:
             self.current = open_generation(1, config, worker_count(config, self.workers_override))
+        except TlsConfigError as exc:
+            print(f"edge: {exc}", file=sys.stderr, flush=True)
+            return EXIT_CONFIG
         except OSError as exc:
             if exc.filename:
                 print(
@@ -228,7 +235,7 @@ class Master:
             raise
         for listeners, first in added:
             if first == 0:
-                self.notice(f"listening on http://{listeners.bound}")
+                self.notice(f"listening on {listeners.listen.scheme}://{listeners.bound}")
         return added
 
     def _unbind(self, added: list[tuple[ListenSockets, int]]) -> None:
@@ -242,11 +249,9 @@ class Master:
     # -- workers ---------------------------------------------------------------------
 
     def _spawn(self, index: int, generation: Generation) -> None:
+        # The generation's own Listen: a reload may change an address's options (ssl).
         listeners = [
-            (
-                self.listeners[listen].listen,
-                self.listeners[listen].for_worker(index, generation.workers),
-            )
+            (listen, self.listeners[listen].for_worker(index, generation.workers))
             for listen in _listens(generation.config)
         ]
 
@@ -297,6 +302,7 @@ class Master:
             notify=notify,
             master_pid=self.pid,
             zones=generation.zones,
+            tls=generation.tls,
         )
         return run_worker(worker)
 
@@ -388,6 +394,9 @@ class Master:
         workers = worker_count(config, self.workers_override)
         try:
             generation = open_generation(old.number + 1, config, workers, old.zones)
+        except TlsConfigError as exc:
+            self.log.log("emerg", f"reload refused: {exc}", always=True)
+            return
         except OSError as exc:
             self.log.log(
                 "emerg",
@@ -424,7 +433,8 @@ class Master:
         wanted = set(_listens(self.current.config))
         for listen in list(self.listeners):
             if listen not in wanted:
-                self.notice(f"no longer listening on http://{self.listeners[listen].bound}")
+                bound = self.listeners[listen]
+                self.notice(f"no longer listening on {bound.listen.scheme}://{bound.bound}")
                 self.listeners.pop(listen).close()
         self.notice(
             f"reload complete: configuration {pending.new} is serving, "

@@ -78,6 +78,7 @@ class Front(Protocol):
     """What the pipeline needs from the connection a request arrived on."""
 
     listen: Listen
+    scheme: str  # "http" or "https": what the request came over ($scheme, $https)
     number: int
     peer_ip: str
     peer_port: int
@@ -288,7 +289,7 @@ class Pipeline:
             http_version=head.http_version,
             headers=head.headers,
             host=normalize_host(host_header) or _server_name(server) or front.local_ip,
-            scheme="http",
+            scheme=front.scheme,
             client_ip=client_ip,
             client_port=front.peer_port,
             peer_ip=front.peer_ip,

@@ -81,6 +81,7 @@ class HttpConnection(asyncio.Protocol):
     def __init__(self, state: ServerState, listen: Listen) -> None:
         self.state = state
         self.listen = listen
+        self.scheme = listen.scheme  # "https" on a listen with ssl (the transport is TLS)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser: RequestParser = _UNSET_PARSER
@@ -182,8 +183,8 @@ class HttpConnection(asyncio.Protocol):
         else:
             self._wake_reader()
         # Keep our half open: a client may shut its side after sending a whole request
-        # and still read the response.
-        return True
+        # and still read the response.  (TLS has no half-close: asyncio then closes.)
+        return not self.listen.ssl
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.phase = CLOSED_PHASE

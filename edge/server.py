@@ -17,6 +17,14 @@ the config, its router and handlers, limit zones (shared memory the master
 made before forking, ``edge.shared_zones``), logs, and the live
 connections and request tasks that a graceful stop waits for.  Signals only
 set the stop mode (STYLE rule 6); the loop does the work.
+
+A listen with ``ssl`` is served by the loop's own TLS (``create_server(ssl=)``,
+uvloop's when it is in use) with the contexts of ``edge.tls``, which the
+master built before forking.  The handshake is bound by the listen's default
+server's ``client_header_timeout``, as nginx bounds it (its
+``post_accept_timeout``).  The connection's protocol is chosen once the
+handshake is done: ``edge.http2.Http2Connection`` when ALPN agreed on ``h2``,
+else ``edge.protocol.HttpConnection``.
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ from functools import partial
 
 from edge.config.schema import EdgeConfig, Listen
 from edge.errorlog import ErrorLog, LogFile
+from edge.http2 import Http2Connection
 from edge.protocol import HttpConnection
 from edge.shared_zones import SharedZones
 from edge.state import ServerState
+from edge.tls import ALPN_H2, TlsContexts
 
 __all__ = ["ListenError", "ListenSockets", "ServerState", "Worker", "bind_listen", "run_worker"]
 
@@ -127,6 +137,38 @@ def bind_listen(listen: Listen, slots: int, existing: ListenSockets | None = Non
 # --- one worker process ------------------------------------------------------------------
 
 
+class AlpnSwitch(asyncio.Protocol):
+    """A TLS connection until its handshake is done: then HTTP/2 or HTTP/1, as ALPN chose.
+
+    The loop calls ``connection_made`` once the handshake has completed; the
+    protocol that will serve the connection takes the transport over there.
+    """
+
+    def __init__(self, state: ServerState, listen: Listen) -> None:
+        self.state = state
+        self.listen = listen
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        protocol: asyncio.Protocol
+        if chosen == ALPN_H2:
+            protocol = Http2Connection(self.state, self.listen)
+        else:
+            protocol = HttpConnection(self.state, self.listen)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass  # only before connection_made, which hands the transport on
+
+
+def protocol_factory(state: ServerState, listen: Listen) -> Callable[[], asyncio.Protocol]:
+    if listen.http2:
+        return partial(AlpnSwitch, state, listen)
+    return partial(HttpConnection, state, listen)
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop when it imports (uvicorn's loops/auto.py), else the stdlib loop."""
     try:
@@ -149,9 +191,13 @@ class Worker:
         notify: Callable[[], None] | None = None,
         master_pid: int | None = None,
         zones: SharedZones | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.config = config
         self.zones = zones
+        # The master builds the TLS contexts before forking (shared ticket keys); a
+        # worker started on its own builds them from the config's files.
+        self.tls = tls
         self.listeners = listeners
         self.error_log = error_log
         self.access_log = access_log
@@ -191,11 +237,24 @@ class Worker:
         self.state = state
         try:
             await state.handlers.start()
+            tls = self.tls if self.tls is not None else TlsContexts.build(self.config)
             for listen, sockets in self.listeners:
+                listen_tls = tls.for_listen(listen)
+                # Before the Host header is known, the listen's default server decides.
+                defaults = state.router.server_for(listen.host, listen.port, None)
                 for sock in sockets:
-                    server = await loop.create_server(
-                        partial(HttpConnection, state, listen), sock=sock, backlog=LISTEN_BACKLOG
-                    )
+                    if listen_tls is None:
+                        server = await loop.create_server(
+                            protocol_factory(state, listen), sock=sock, backlog=LISTEN_BACKLOG
+                        )
+                    else:
+                        server = await loop.create_server(
+                            protocol_factory(state, listen),
+                            sock=sock,
+                            backlog=LISTEN_BACKLOG,
+                            ssl=listen_tls.context,
+                            ssl_handshake_timeout=defaults.client_header_timeout or None,
+                        )
                     self._servers.append(server)
         except Exception as exc:  # the worker's boot boundary: report, exit with EXIT_BOOT
             self.error_log.log("emerg", f"worker failed to start: {exc!r}", exc=exc, always=True)

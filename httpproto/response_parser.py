@@ -328,6 +328,11 @@ class ResponseParser:
         reason = collector.reason
         headers = collector.headers
         version = "1.0" if cgi else _VERSIONS.get(_version_tuple(llhttp.get_http_version()), "")
+        if not version and self.allow_no_status_line and llhttp.get_http_version() == "2.0":
+            # uWSGI writes the request's SERVER_PROTOCOL in its status line: HTTP/2.0 for a
+            # request that reached the edge over HTTP/2 (nginx accepts it too).  The
+            # uwsgi connection itself has HTTP/1.1's semantics.
+            version = "1.1"
         if not version:
             raise ResponseError(f"upstream sent unsupported HTTP/{llhttp.get_http_version()}")
         if status == 101:

@@ -71,6 +71,7 @@ from edge.config.schema import (
     Endpoint,
     ErrorLogSettings,
     Expires,
+    File,
     HeaderBuffers,
     IPNetwork,
     Keyed,
@@ -267,6 +268,18 @@ def _directory(mark: Directory, value: object) -> str:
     )
 
 
+def _file(mark: File, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a file path, got {syntax.kind(value)}")
+    context = _CONTEXT.get()
+    try:
+        return syntax.file(value, context.base_dir, check_paths=context.check_paths)
+    except ValueError as exc:
+        # The path is still what was asked for: rules see it set, not missing.
+        path = syntax.file(value, context.base_dir, check_paths=False)
+        raise Invalid([Issue((), str(exc))], path) from None
+
+
 def _log_target(mark: LogTarget, value: object) -> str | None:
     if mark.off and (value is None or value is False or value == "off"):
         return None
@@ -307,6 +320,7 @@ _PARSERS: Mapping[type, Callable[[Any, object], Any]] = {
     Text: _text,
     Template: _template,
     Directory: _directory,
+    File: _file,
     LogTarget: _log_target,
 }
 _CHECKS: Mapping[type, Callable[[Any, Any], None]] = {

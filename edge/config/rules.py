@@ -17,6 +17,7 @@ servers[0].locations[0])").
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from edge.config.schema import (
     StaticHandler,
     Upstream,
 )
+from edge.tls import check_pair
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
@@ -148,6 +150,36 @@ def _static(handler: StaticHandler, names: Names) -> Iterator[Issue]:
         yield Issue(("alias",), "root and alias are exclusive; use one")
 
 
+def _server(server: Server, names: Names) -> Iterator[Issue]:
+    secure = [listen for listen in server.listen if listen.ssl]
+    for index, listen in indexed(server.listen):
+        if listen.http2 and not listen.ssl:
+            yield Issue(
+                ("listen", index),
+                f"http2 on {listen} needs ssl: HTTP/2 is offered by ALPN in the TLS "
+                "handshake (h2c, HTTP/2 in clear text, is not implemented)",
+            )
+    certificate, key = server.ssl_certificate, server.ssl_certificate_key
+    if secure and certificate is None:
+        yield Issue(
+            ("ssl_certificate",), f"missing: listen {secure[0]} has ssl, which needs a certificate"
+        )
+    if certificate is not None and key is None:
+        yield Issue(("ssl_certificate_key",), "missing: ssl_certificate needs its key")
+    elif key is not None and certificate is None and not secure:
+        yield Issue(("ssl_certificate",), "missing: ssl_certificate_key needs its certificate")
+    if certificate is not None and key is not None and _readable(certificate, key):
+        # Both files were accepted (or not checked, then they may not exist): load them
+        # as OpenSSL will, so a mismatched or broken pair fails edge -t, not the start.
+        problem = check_pair(certificate, key)
+        if problem is not None:
+            yield Issue((problem[0],), problem[1])
+
+
+def _readable(*paths: str) -> bool:
+    return all(os.path.isfile(path) and os.access(path, os.R_OK) for path in paths)
+
+
 def _location(location: Location, names: Names) -> Iterator[Issue]:
     handler = location.handler
     if (
@@ -204,8 +236,20 @@ def _servers(items: Sequence[tuple[int, Server]], raw: Sequence[object]) -> Iter
     only warns about the second, then silently ignores a server: worse than failing)."""
     defaults: dict[Listen, int] = {}
     named: dict[tuple[Listen, str], int] = {}
+    options: dict[Listen, tuple[Listen, int]] = {}
     for index, server in items:
-        for listen in server.listen:
+        for position, listen in indexed(server.listen):
+            first, where = options.setdefault(listen, (listen, index))
+            if (first.ssl, first.http2) != (listen.ssl, listen.http2):
+                # One address is one socket: it is TLS (or HTTP/2) for every server on it
+                # or for none.  nginx ORs the options silently, which turns a plain server
+                # into a TLS one; saying so is better.
+                yield Issue(
+                    (index, "listen", position),
+                    f"{listen} is {_options(listen)} here but {_options(first)} in {REF}: "
+                    "servers sharing an address must give it the same options",
+                    ((where,),),
+                )
             if server.default_server:
                 if listen in defaults:
                     yield Issue(
@@ -227,8 +271,14 @@ def _servers(items: Sequence[tuple[int, Server]], raw: Sequence[object]) -> Iter
                     named[key] = index
 
 
+def _options(listen: Listen) -> str:
+    words = [word for word, on in (("ssl", listen.ssl), ("http2", listen.http2)) if on]
+    return " ".join(words) if words else "plain HTTP"
+
+
 _OBJECT_RULES: Mapping[type, Callable[[Any, Names], Iterator[Issue]]] = {
     Upstream: _upstream,
+    Server: _server,
     Location: _location,
     StaticHandler: _static,
     ReturnHandler: _return,

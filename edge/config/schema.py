@@ -76,6 +76,12 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class File:
+    """A file, resolved against the YAML file's directory; with path checks on, it must be
+    a readable regular file (``ssl_certificate``: ``edge -t`` names the file it cannot use)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Directory:
     """A directory, resolved against the YAML file's own; ``keep_slash`` keeps a trailing
     ``/`` as written (``alias`` maps a prefix to it textually)."""
@@ -139,6 +145,26 @@ Balance: TypeAlias = Literal["round_robin", "least_conn", "ip_hash"]
 Protocol: TypeAlias = Literal["uwsgi", "http"]
 LogLevel: TypeAlias = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LogFormat: TypeAlias = Literal["combined", "json"]
+# Older protocols are refused: OpenSSL 3 disables them at its default security level,
+# and nginx dropped them from its default in 1.23.4.
+TlsProtocol: TypeAlias = Literal["TLSv1.2", "TLSv1.3"]
+
+# ECDHE key exchange (forward secrecy) with AEAD ciphers only, ECDSA first: Mozilla's
+# "intermediate" list without the finite-field DHE suites (they need ssl_dhparam, and
+# every client that speaks TLS 1.2 has ECDHE).  No CBC (Lucky13, padding oracles), no
+# RSA key exchange (no forward secrecy, ROBOT), no SHA-1 MACs.  It applies to TLS 1.2;
+# TLS 1.3 always uses OpenSSL's TLS 1.3 suites (AES-GCM and ChaCha20-Poly1305), which are
+# all modern.
+MODERN_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
 
 # How a location's ``path`` is matched, in nginx's terms:
 #   exact           "= /path"        compared whole; wins immediately
@@ -190,10 +216,22 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    """One listening address of a server block (nginx ``listen``)."""
+    """One listening address of a server block (nginx ``listen``), with its options.
+
+    A listen is its address: two are equal when their host and port are, whatever
+    their options (``ssl``, ``http2``), because an address is bound once and shared
+    by every server block on it; the loader refuses blocks whose options disagree.
+    """
 
     host: str = "0.0.0.0"  # "0.0.0.0" / "::" are wildcards that catch every local address
     port: int = 80
+    ssl: bool = field(default=False, compare=False)  # TLS on this address (``listen 443 ssl``)
+    # HTTP/2, chosen by ALPN ``h2`` during the TLS handshake; needs ssl (no h2c).
+    http2: bool = field(default=False, compare=False)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl else "http"
 
     @property
     def is_wildcard(self) -> bool:
@@ -425,8 +463,25 @@ class Server:
     client_header_timeout: Seconds = 60.0
     client_body_timeout: Seconds = 60.0
     send_timeout: Seconds = 60.0
-    keepalive_timeout: Seconds = 75.0  # 0 = no keep-alive
-    keepalive_requests: Count = 1000
+    keepalive_timeout: Seconds = 75.0  # 0 = no keep-alive; an idle HTTP/2 connection too
+    keepalive_requests: Count = 1000  # per HTTP/1 connection; streams per HTTP/2 connection
+    # TLS (ngx_http_ssl_module), for the listens with ``ssl``.  The certificate of the
+    # listen's default server answers clients that send no SNI name or an unknown one.
+    ssl_certificate: Annotated[str | None, File()] = None  # PEM: the certificate, then its chain
+    ssl_certificate_key: Annotated[str | None, File()] = None  # PEM, not encrypted
+    ssl_protocols: Annotated[tuple[TlsProtocol, ...], NonEmpty("needs at least one protocol")] = (
+        "TLSv1.2",
+        "TLSv1.3",
+    )
+    ssl_ciphers: Annotated[str, Text("an OpenSSL cipher list")] = MODERN_CIPHERS
+    # nginx's default is off; ours is on because our list is ordered strongest first.
+    ssl_prefer_server_ciphers: bool = True
+    ssl_session_tickets: bool = True
+    # HTTP/2 (ngx_http_v2_module); the header list is bounded by large_client_header_buffers
+    # and an idle connection by keepalive_timeout, as in nginx >= 1.19.7.
+    http2_max_concurrent_streams: Positive = 128
+    http2_chunk_size: Annotated[int, Unit("size"), Range(1, 16 * MIB - 1)] = 8 * KIB
+    http2_body_preread_size: Annotated[int, Unit("size"), Range(0, 2**31 - 1)] = 64 * KIB
 
 
 @dataclass(frozen=True, slots=True)

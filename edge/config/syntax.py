@@ -106,8 +106,55 @@ def parse_rate(value: object) -> int:
     raise ValueError(f"expected a rate like 10r/s or 30r/m, got {value!r}")
 
 
+_LISTEN_OPTIONS = ("ssl", "http2")
+
+
 def parse_listen(value: object) -> Listen:
-    """``8000``, ``"127.0.0.1:8000"``, ``"*:8000"``, ``"[::]:8000"`` -> ``Listen``."""
+    """``8000``, ``"127.0.0.1:8000"``, ``"*:8000"``, ``"[::]:8000"`` -> ``Listen``.
+
+    nginx's options follow the address (``"443 ssl http2"``), or the mapping form
+    names them: ``{address: 443, ssl: true, http2: true}``.
+    """
+    if isinstance(value, dict):
+        return _listen_mapping(value)
+    if isinstance(value, str) and len(value.split()) > 1:
+        address, *options = value.split()
+        for option in options:
+            if option not in _LISTEN_OPTIONS:
+                hint = suggest(option, _LISTEN_OPTIONS)
+                raise ValueError(f"unknown listen option {option!r}{hint}")
+        listen = _listen_address(address)
+        return Listen(listen.host, listen.port, **dict.fromkeys(options, True))
+    return _listen_address(value)
+
+
+def _listen_mapping(value: dict[Any, Any]) -> Listen:
+    issues = [
+        Issue((key,), f"unknown key{suggest(str(key), ('address', *_LISTEN_OPTIONS))}")
+        for key in value
+        if key not in ("address", *_LISTEN_OPTIONS)
+    ]
+    if "address" not in value:
+        issues.append(Issue((), "missing required key 'address' (a port or host:port)"))
+    listen = Listen()
+    flags = {}
+    for key in _LISTEN_OPTIONS:
+        if key in value:
+            try:
+                flags[key] = boolean(value[key])
+            except ValueError as exc:
+                issues.append(Issue((key,), str(exc)))
+    if "address" in value:
+        try:
+            listen = _listen_address(value["address"])
+        except ValueError as exc:
+            issues.append(Issue(("address",), str(exc)))
+    if issues:
+        raise Invalid(issues)
+    return Listen(listen.host, listen.port, **flags)
+
+
+def _listen_address(value: object) -> Listen:
     if isinstance(value, bool):
         raise ValueError(f"expected a port or host:port, got {value!r}")
     if isinstance(value, int):
@@ -235,6 +282,22 @@ def network(value: object) -> IPNetwork:
     if not isinstance(value, str):
         raise ValueError(f"expected an address or CIDR, got {kind(value)}")
     return _parse_network(value)
+
+
+def file(text: str, base_dir: str, *, check_paths: bool) -> str:
+    """``text`` resolved against ``base_dir``; with ``check_paths``, a file we can read."""
+    path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(text)))
+    if check_paths:
+        if not os.path.exists(path):
+            raise ValueError(f"{path}: no such file")
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: not a file")
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+    return path
 
 
 def directory(text: str, base_dir: str, *, check_paths: bool, keep_slash: bool = False) -> str:

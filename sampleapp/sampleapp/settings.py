@@ -14,6 +14,9 @@ Environment variables (all optional):
 ``DJANGO_HTTPS``            On: the site is served over HTTPS by a proxy that sets
                             ``X-Forwarded-Proto``.  Turns on the HTTPS redirect and
                             secure cookies.  Default off (the stack speaks HTTP).
+``DJANGO_SECURE_SSL_HOST``  With ``DJANGO_HTTPS``: where the HTTPS redirect goes
+                            (``host[:port]``, e.g. ``127.0.0.1:8443``); default
+                            the request's own host.
 ``DJANGO_HSTS_SECONDS``     ``Strict-Transport-Security`` max-age; default 0 (off).
 ``DJANGO_HSTS_INCLUDE_SUBDOMAINS``, ``DJANGO_HSTS_PRELOAD``  Booleans; default off.
 ``DJANGO_LOG_LEVEL``        Root log level; default INFO.  Logs go to stderr.
@@ -299,6 +302,8 @@ if _env_bool("DJANGO_HTTPS", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # The plain and the TLS listeners are different ports: say which one to go to.
+    SECURE_SSL_HOST = os.environ.get("DJANGO_SECURE_SSL_HOST", "").strip() or None
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = _env_int("DJANGO_HSTS_SECONDS", 0)

@@ -20,7 +20,7 @@ from pathlib import Path
 from tests.support.clients import RawResponse, parse_response
 from tests.support.processes import REPO, ServerProcess
 
-LISTENING = re.compile(r"listening on http://(\[?[0-9a-fA-F.:]+\]?):(\d+)")
+LISTENING = re.compile(r"listening on https?://(\[?[0-9a-fA-F.:]+\]?):(\d+)")
 
 
 class EdgeProcess(ServerProcess):

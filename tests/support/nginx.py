@@ -28,7 +28,7 @@ def nginx_available() -> bool:
 
 
 class Nginx:
-    def __init__(self, directory: Path, server_block: str) -> None:
+    def __init__(self, directory: Path, server_block: str, listen_options: str = "") -> None:
         self.directory = directory
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,7 @@ http {{
     scgi_temp_path {directory}/scgi;
     client_max_body_size 64m;
     server {{
-        listen 127.0.0.1:{self.port};
+        listen 127.0.0.1:{self.port} {listen_options};
         {server_block.replace("PARAMS", str(directory / "uwsgi_params"))}
     }}
 }}

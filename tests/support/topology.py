@@ -60,6 +60,8 @@ DJANGO = "django"  # :8000 -> appserver pool over uwsgi
 GUNICORN = "gunicorn"  # :8001 -> gunicorn over HTTP
 SPA = "spa"  # :8080 -> the SPA
 CONTAINER_PORTS = {DJANGO: 8000, GUNICORN: 8001, SPA: 8080}
+HTTPS_PORT = 8443  # the Django site over TLS (HTTP/2); not in CONTAINER_PORTS: not plain HTTP
+ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 
 # What compose.yaml's `migrate` service pre-compresses for gzip_static.
 GZIP_SUFFIXES = (".css", ".js", ".svg", ".txt", ".html", ".json")
@@ -245,6 +247,12 @@ class Topology(ABC):
     mode: str
     ports: dict[str, int]
     notes: list[str]  # things worth telling the person running the tests
+    env: dict[str, str]  # the stack's environment; a test may add to it before up()
+    https_port: int = 0  # the published HTTPS port (edge :8443), once up
+
+    @abstractmethod
+    def dev_ca(self) -> bytes:
+        """The development CA (PEM) that signed the edge's certificate."""
 
     @abstractmethod
     def up(self) -> None: ...
@@ -350,6 +358,7 @@ class ComposeTopology(Topology):
             WSGISTACK_PORT_DJANGO="0",
             WSGISTACK_PORT_GUNICORN="0",
             WSGISTACK_PORT_SPA="0",
+            WSGISTACK_PORT_HTTPS="0",
         )
         self.env = env
 
@@ -460,9 +469,14 @@ class ComposeTopology(Topology):
             self.compose("up", "-d", "--no-build", timeout=UP_TIMEOUT)
             for name, container_port in CONTAINER_PORTS.items():
                 self.ports[name] = self._published_port(container_port)
+            self.https_port = self._published_port(HTTPS_PORT)
             wait_until_serving(self.ports, READY_TIMEOUT)
         except TopologyError as exc:
             raise TopologyError(f"{exc}\n{self.describe()}") from None
+
+    def dev_ca(self) -> bytes:
+        result = self.compose("exec", "-T", "edge", "cat", "/srv/tls/dev-ca.crt")
+        return result.stdout.encode()
 
     def _published_port(self, container_port: int) -> int:
         deadline = time.monotonic() + 30
@@ -624,6 +638,15 @@ class LocalTopology(Topology):
                 self._start_appserver()
             self._start_gunicorn()
             self.ports = {DJANGO: free_port(), GUNICORN: free_port(), SPA: free_port()}
+            self.https_port = int(self.env.get("WSGISTACK_PORT_HTTPS") or 0) or free_port()
+            # What the edge container's entrypoint does at its first start.
+            subprocess.run(
+                ["sh", str(ENTRYPOINT), "dev-cert", str(self.workdir / "tls")],
+                env={**os.environ, "WSGISTACK_NO_TINI": "1"},
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             self._write_edge_config()
             self.edge = ServerProcess(
                 [sys.executable, "-m", "edge", "-c", str(self.edge_config)],
@@ -681,9 +704,18 @@ class LocalTopology(Topology):
     def _write_edge_config(self) -> None:
         """deploy/edge.yaml with this machine's addresses and directories."""
         config = yaml.safe_load(EDGE_YAML.read_text())
-        listen = {8000: self.ports[DJANGO], 8001: self.ports[GUNICORN], 8080: self.ports[SPA]}
+        listen = {
+            8000: self.ports[DJANGO],
+            8001: self.ports[GUNICORN],
+            8080: self.ports[SPA],
+            HTTPS_PORT: self.https_port,
+        }
         for server in config["servers"]:
-            server["listen"] = f"127.0.0.1:{listen[int(server['listen'])]}"
+            port, *options = str(server["listen"]).split()
+            server["listen"] = " ".join((f"127.0.0.1:{listen[int(port)]}", *options))
+            for key in ("ssl_certificate", "ssl_certificate_key"):
+                if key in server:
+                    server[key] = str(self.workdir / "tls" / Path(server[key]).name)
             for location in server["locations"]:
                 for key in ("root", "alias"):
                     if key in location:
@@ -697,6 +729,9 @@ class LocalTopology(Topology):
         ]
         config["upstreams"]["gunicorn"]["servers"][0]["address"] = f"127.0.0.1:{self.gunicorn_port}"
         self.edge_config.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def dev_ca(self) -> bytes:
+        return (self.workdir / "tls" / "dev-ca.crt").read_bytes()
 
     def _local_path(self, path: str) -> str:
         slash = "/" if path.endswith("/") else ""
