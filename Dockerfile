@@ -89,7 +89,7 @@ RUN groupadd --gid 10001 app \
 # Metadata before the code, so that a code change rebuilds only the last layers.
 WORKDIR /app
 # edge (HTTP), appserver (uwsgi protocol), gunicorn (HTTP): the roles' defaults.
-EXPOSE 8080 3031 8000
+EXPOSE 8080 3031 8000 8443
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/docker/entrypoint.sh", "healthcheck"]
 ENTRYPOINT ["/docker/entrypoint.sh"]

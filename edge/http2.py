@@ -1023,11 +1023,15 @@ class StreamResponse(ResponseWriter):
             raise ClientGone("client reset the stream") from None
         stream.conn.schedule_flush()
 
-    async def send_error(self, status: int) -> None:
+    async def send_error(self, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         body = special_response_body(status, reason_phrase(status))
         await self.send_head(
             status,
-            [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())],
+            [
+                (b"content-type", b"text/html"),
+                (b"content-length", str(len(body)).encode()),
+                *((name.lower(), value) for name, value in headers),
+            ],
         )
         await self.send(body)
         await self.end()

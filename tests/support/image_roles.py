@@ -75,7 +75,8 @@ def image_roles() -> ImageRoles:
         default_probe_ports=probes,
         appserver_port=int(socket.rpartition(":")[2]),
         worker_reload_mercy=int(ini["uwsgi"]["worker-reload-mercy"]),
-        edge_ports=frozenset(int(server["listen"]) for server in edge["servers"]),
+        # "8443 ssl http2": the port is the first word.
+        edge_ports=frozenset(int(str(server["listen"]).split()[0]) for server in edge["servers"]),
         appserver_probe=compose["appserver"]["healthcheck"]["test"][1:],
         edge_probe_url=compose["edge"]["environment"]["HEALTHCHECK_URL"],
     )
@@ -83,7 +84,9 @@ def image_roles() -> ImageRoles:
 
 def edge_config_for(upstream_address: str) -> dict[str, Any]:
     """deploy/edge.yaml as another orchestrator must run it: appserver at
-    ``upstream_address`` and without the one-host gunicorn comparison block."""
+    ``upstream_address``, without the one-host gunicorn comparison block, and
+    without the TLS server (there the platform's ingress or load balancer holds
+    the certificate; docs/deploy.md)."""
     config: dict[str, Any] = yaml.safe_load(EDGE_YAML.read_text())
     del config["upstreams"]["gunicorn"]
     config["upstreams"]["appserver"]["servers"][0]["address"] = upstream_address
@@ -91,5 +94,6 @@ def edge_config_for(upstream_address: str) -> dict[str, Any]:
         server
         for server in config["servers"]
         if not any(location.get("proxy") == "gunicorn" for location in server["locations"])
+        and "ssl" not in str(server["listen"]).split()
     ]
     return config
