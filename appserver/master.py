@@ -271,17 +271,19 @@ class Arbiter:
 
     # -- spawning ------------------------------------------------------------------
 
-    def _free_slot(self) -> int:
+    def _free_slot(self) -> int | None:
         used = {process.slot for process in self.workers.values()}
         for slot in range(self.board.workers):
             if slot not in used:
                 return slot
-        raise RuntimeError("scoreboard full: more workers than slots")
+        return None
 
     def _spawn(
         self, worker_id: int, respawns: int = 0, replacing: int | None = None
     ) -> WorkerProcess:
         slot = self._free_slot()
+        if slot is None:
+            raise RuntimeError("scoreboard full: more workers than slots")
         self.board.reset_worker(slot, 0, respawns, self.harakiri_counts.get(worker_id, 0))
 
         def crashed(exc: BaseException) -> None:
@@ -425,11 +427,27 @@ class Arbiter:
                     old_worker.stop_sent_at = now
 
     def _replace(self, process: WorkerProcess) -> None:
-        """Start a new worker for the same worker id; stop ``process`` once it is accepting."""
+        """Start a new worker for the same worker id; stop ``process`` once it is accepting.
+
+        Each worker has two scoreboard slots: itself and its replacement.  A
+        replacement that reaches max-requests while its predecessor still drains
+        waits for that slot (``_replace_waiting``, when a worker exits); it has
+        stopped accepting, so its siblings or its successor take the traffic.
+        """
         if self.app is None and not self.config.lazy_apps:
+            return
+        if self._free_slot() is None:
             return
         replacement = self._spawn(process.worker_id, process.respawns + 1, replacing=process.pid)
         process.replaced_by = replacement.pid
+
+    def _replace_waiting(self) -> None:
+        """Recycle the workers that reached max-requests while no slot was free."""
+        if self.stopping:
+            return
+        for process in list(self.workers.values()):
+            if process.replaced_by is None and self.board.state(process.slot) == sb.RECYCLE:
+                self._replace(process)
 
     def _stop_worker(self, process: WorkerProcess) -> None:
         if process.stop_sent_at is None:
@@ -497,6 +515,7 @@ class Arbiter:
 
     def _on_worker_exit(self, process: WorkerProcess, status: ExitStatus) -> None:
         self.board.set_state(process.slot, sb.EMPTY)
+        self._replace_waiting()  # its slot is free now
         how = _describe_exit(status)
         label = f"worker {process.worker_id} (pid: {process.pid})"
         if self.stopping:
