@@ -65,13 +65,13 @@ from edge.config.issues import (
 from edge.config.rules import Names
 from edge.config.schema import (
     AccessLogSettings,
-    AddHeader,
-    ErrorPage,
     AccessRule,
+    AddHeader,
     Directory,
     EdgeConfig,
     Endpoint,
     ErrorLogSettings,
+    ErrorPage,
     Expires,
     File,
     HeaderBuffers,

@@ -193,7 +193,6 @@ NextUpstreamCondition: TypeAlias = Literal[
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where an upstream server lives: ``host:port`` (a name or literal IP) or a unix socket."""
@@ -400,7 +399,15 @@ class ErrorPage:
 # nginx's gzip_proxied values; ``off`` (the default: no compression for requests that came
 # through a proxy, the ones with a Via header) is stored as ().
 GzipProxied: TypeAlias = Literal[
-    "off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any"
+    "off",
+    "expired",
+    "no-cache",
+    "no-store",
+    "private",
+    "no_last_modified",
+    "no_etag",
+    "auth",
+    "any",
 ]
 GzipLevel: TypeAlias = Annotated[int, Range(1, 9)]
 

@@ -554,7 +554,9 @@ def gzip_types(value: object) -> tuple[str, ...]:
     text/html is always compressed (as nginx)."""
     items = value.split() if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
-        raise ValueError(f"expected MIME types like [text/css, application/json], got {kind(value)}")
+        raise ValueError(
+            f"expected MIME types like [text/css, application/json], got {kind(value)}"
+        )
     for item in items:
         if not isinstance(item, str) or (item != "*" and not re.fullmatch(r"[!-~]+/[!-~]+", item)):
             raise ValueError(f"expected a MIME type like text/css or *, got {item!r}")
