@@ -37,7 +37,7 @@ from edge.handlers.static import accepts_gzip
 from edge.response_rules import GzipRules
 
 COMPRESSED_STATUSES = frozenset((200, 403, 404))
-INLINE_LIMIT = 32 * 1024  # bytes compressed on the loop; more go to the thread pool
+INLINE_LIMIT = 16 * 1024  # bytes compressed on the loop; more go to the thread pool (docs)
 FILE_PIECE = 256 * 1024
 
 

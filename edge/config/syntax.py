@@ -546,7 +546,14 @@ def error_page(value: object) -> ErrorPage:
         raise ValueError(f"target {target!r} must be a URI (/...), a @name or an absolute URL")
     if bad := unknown_variables(target):
         raise ValueError(f"unknown variable ${bad[0]}")
-    return ErrorPage(tuple(codes), target, response, keep)
+    page = ErrorPage(tuple(codes), target, response, keep)
+    redirects = (301, 302, 303, 307, 308)
+    if page.is_redirect and (keep or (response is not None and response not in redirects)):
+        raise ValueError(
+            f"a URL target is a redirect: only ={', ='.join(map(str, redirects))} "
+            f"(or no code: 302) can send {target}"
+        )
+    return page
 
 
 def gzip_types(value: object) -> tuple[str, ...]:
