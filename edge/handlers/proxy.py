@@ -50,6 +50,15 @@ client goes away, the upstream connection is dropped, unless
 ``ignore_client_abort``: then the upstream response is read to its end (and
 the request survives the front cancelling it).
 
+*Upgrades.*  A 101 is accepted only from an HTTP upstream and only when the
+client's request has an ``Upgrade`` header (nginx's rule; the config passes
+``Upgrade``/``Connection`` with ``params``); the connection then becomes a
+byte tunnel (``edge.tunnel``) and is never pooled.  A 101 otherwise is a 502.
+
+*Intercepted errors.*  With ``intercept_errors``, a head with a status >= 300
+that has an ``error_page`` is dropped (its connection closed) and raised as
+``InterceptedError``, which the pipeline answers with the error page.
+
 What the logs need goes in ``request.upstream``, an ``UpstreamReport``: every
 peer tried (nginx's ``$upstream_addr``), the last attempt's status and
 connect, header and response times (seconds), and the cache status.  The
