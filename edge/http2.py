@@ -59,7 +59,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import NoReturn, cast
 
 import h2.config
 import h2.connection
@@ -73,7 +73,7 @@ from hyperframe.frame import GoAwayFrame
 from edge.body import RequestBodyReader
 from edge.config.schema import Listen, Server
 from edge.errorlog import request_context
-from edge.exchange import ClientError, ClientGone, Request, ResponseAborted
+from edge.exchange import ClientError, ClientGone, Request, ResponseAborted, UpstreamError
 from edge.handlers import special_response_body
 from edge.pipeline import RequestCycle
 from edge.state import CLOSED_PHASE, IDLE, REQUEST, ServerState
@@ -1022,6 +1022,10 @@ class StreamResponse(ResponseWriter):
         except h2.exceptions.StreamClosedError:
             raise ClientGone("client reset the stream") from None
         stream.conn.schedule_flush()
+
+    async def switch_protocols(self, headers: list[tuple[bytes, bytes]]) -> NoReturn:
+        # RFC 9113 §8.6: HTTP/2 has no 101 (and no Upgrade header reaches us over it).
+        raise UpstreamError("upstream switched protocols (101), which HTTP/2 cannot carry")
 
     async def send_error(self, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         body = special_response_body(status, reason_phrase(status))

@@ -45,10 +45,20 @@ from edge.accesslog import AccessEntry, remote_user
 from edge.body import RequestBodyReader
 from edge.config.schema import Listen, ProxyHandler, Server
 from edge.errorlog import request_context
-from edge.exchange import ClientError, ClientGone, EdgeError, Exchange, Request, ResponseAborted
+from edge.exchange import (
+    ClientError,
+    ClientGone,
+    EdgeError,
+    Exchange,
+    Request,
+    ResponseAborted,
+    ResponseSink,
+)
+from edge.gzip_filter import GzipSink
 from edge.handlers import FastAnswer, InternalRedirect
 from edge.limits import acquire_connections, limit_requests, release_connections
 from edge.realip import real_client_ip
+from edge.response_rules import HeaderSink, ResponseRules, RulesCache, serve_error_page
 from edge.routing import normalize_host, normalize_uri
 from edge.writer import ResponseWriter
 from httpproto import RequestHead, http_date, reason_phrase
@@ -116,6 +126,7 @@ class RequestCycle:
         "client_gone",
         "broken",
         "redirects",
+        "error_paged",
     )
 
     def __init__(
@@ -136,6 +147,7 @@ class RequestCycle:
         self.client_gone = False
         self.broken = False  # the connection cannot carry another request
         self.redirects = 0
+        self.error_paged: int | None = None  # the status an error_page replaced, once
 
     def log_status(self) -> int:
         """What the access log says: the status sent, else 499 (nginx's "client closed")."""
@@ -161,8 +173,13 @@ class Pipeline:
         self.state = state
         self.router = state.router
         self.real_ip = state.config.real_ip
-        # location id -> (location, its handler's respond_now or None), filled as seen.
-        self._fast: dict[int, tuple[Location, Callable[..., FastAnswer | None] | None]] = {}
+        # location id -> (location, its handler's respond_now or None, its response
+        # rules), filled as seen.
+        self._fast: dict[
+            int,
+            tuple[Location, Callable[..., FastAnswer | None] | None, ResponseRules | None],
+        ] = {}
+        self.rules = RulesCache()
         self._status_lines: dict[int, bytes] = {}
         self._routes: dict[
             tuple[Listen, bytes | None, bytes], tuple[Server, Location | None, str | None]
@@ -185,13 +202,22 @@ class Pipeline:
             return None
         if location.access and not access_allowed(location.access, front.peer_ip):
             return None
-        responder = self._responder(location)
+        responder, rules = self._responder(server, location)
         if responder is None:
+            return None
+        if rules is not None and not _fast_rules_allow(rules, head):
             return None
         answer = responder(head, path)
         if answer is None:
             return None
         status, fields, body = answer
+        if rules is not None:
+            if status in rules.error_pages:
+                return None
+            extra = rules.fast_fields(status)
+            if extra is None:
+                return None
+            fields += extra
         state = self.state
         keep = (
             head.keep_alive
@@ -257,13 +283,19 @@ class Pipeline:
             self._routes[key] = found
         return found
 
-    def _responder(self, location: Location) -> Callable[..., FastAnswer | None] | None:
+    def _responder(
+        self, server: Server, location: Location
+    ) -> tuple[Callable[..., FastAnswer | None] | None, ResponseRules | None]:
         entry = self._fast.get(id(location))
         if entry is None or entry[0] is not location:
             handler = self.state.handlers.handler_for(location)
-            entry = (location, getattr(handler, "respond_now", None))
+            entry = (
+                location,
+                getattr(handler, "respond_now", None),
+                self.rules.get(server, location),
+            )
             self._fast[id(location)] = entry
-        return entry[1]
+        return entry[1], entry[2]
 
     # -- served by a task ----------------------------------------------------------
 
@@ -323,7 +355,7 @@ class Pipeline:
             if not response.started:
                 raise RuntimeError("the handler returned without sending a response")
             if not response.finished:
-                await response.end()
+                await cycle.exchange.response.end()
         except ResponseAborted as exc:
             cycle.broken = True
             if cycle.request.logged_status is None:
@@ -337,6 +369,26 @@ class Pipeline:
 
     async def _fail(self, front: Front, cycle: RequestCycle, exc: Exception) -> None:
         status = status_of(exc)
+        self._log_failure(front, cycle, exc)
+        response = cycle.response
+        if response.started:
+            cycle.broken = True  # the status is gone: all we can do is cut the response
+            return
+        if status in _CLOSING_STATUSES or front.must_close or not cycle.body.drain_buffered():
+            response.keep_alive = False
+        headers = tuple(getattr(exc, "headers", ()))
+        request = cycle.request
+        rules = self.rules.get(request.server, request.location)
+        if rules is not None and rules.headers:
+            headers += tuple(rules.header_fields(request, status))
+        try:
+            await response.send_error(status, headers)
+        except ClientGone:
+            cycle.client_gone = True
+            cycle.broken = True
+
+    def _log_failure(self, front: Front, cycle: RequestCycle, exc: Exception) -> None:
+        status = status_of(exc)
         expected = hasattr(exc, "status") or hasattr(exc, "status_hint")
         level = getattr(exc, "level", None) or ("error" if status >= 500 else "info")
         if expected:
@@ -345,20 +397,23 @@ class Pipeline:
             self.log(
                 front, "error", f"unexpected error while serving the request: {exc!r}", cycle, exc
             )
-        response = cycle.response
-        if response.started:
-            cycle.broken = True  # the status is gone: all we can do is cut the response
-            return
-        if status in _CLOSING_STATUSES or front.must_close or not cycle.body.drain_buffered():
-            response.keep_alive = False
-        try:
-            await response.send_error(status, getattr(exc, "headers", ()))
-        except ClientGone:
-            cycle.client_gone = True
-            cycle.broken = True
 
     async def dispatch(self, front: Front, cycle: RequestCycle) -> None:
-        request, body = cycle.request, cycle.body
+        """The request's handling, then its error_page when it ends in an error that has one."""
+        try:
+            await self._dispatch(front, cycle)
+        except EdgeError as exc:
+            request = cycle.request
+            rules = self.rules.get(request.server, request.location)
+            page = None if rules is None else rules.error_pages.get(exc.status)
+            if page is None or cycle.error_paged is not None or cycle.response.started:
+                raise
+            self._log_failure(front, cycle, exc)
+            cycle.error_paged = exc.status
+            await serve_error_page(self, cycle, page, exc.status)
+
+    async def _dispatch(self, front: Front, cycle: RequestCycle) -> None:
+        request = cycle.request
         state = self.state
         if cycle.bad_uri:
             raise ClientError(f"client sent invalid request target {request.target[:200]!r}")
@@ -406,10 +461,22 @@ class Pipeline:
                 )
             cycle.conn_rules = location.limit_conn
             cycle.response.on_last_bytes = lambda: self._release_connections(cycle)
+        await self.serve_location(cycle)
+
+    async def serve_location(self, cycle: RequestCycle, status: int | None = None) -> None:
+        """Run the location's handler, following internal redirects; ``status`` replaces
+        the response's (an error page)."""
+        request, body = cycle.request, cycle.body
+        state = self.state
         while True:
             location = request.location
             if not access_allowed(location.access, request.client_ip):
                 raise EdgeError("access forbidden by rule", status=403, level="error")
+            rules = self.rules.get(request.server, location)
+            if rules is None and status is None:
+                cycle.exchange.response = cycle.response
+            else:
+                cycle.exchange.response = _filtered(cycle, rules, status)
             handler = state.handlers.handler_for(location)
             if not getattr(handler, "reads_body", True) and not body.done:
                 await body.discard()
@@ -537,3 +604,21 @@ def _header(head: RequestHead, name: bytes) -> bytes | None:
 def _server_name(server: Server) -> str:
     return server.server_name[0] if server.server_name else ""
 
+
+def _fast_rules_allow(rules: ResponseRules, head: RequestHead) -> bool:
+    """answer_now leaves to the task what gzip might compress (the client accepts it)."""
+    if rules.gzip is None:
+        return True
+    return _header(head, b"accept-encoding") is None
+
+
+def _filtered(cycle: RequestCycle, rules: ResponseRules | None, status: int | None) -> ResponseSink:
+    """The writer behind the location's response filters: add_header (and an error
+    page's status), then gzip."""
+    sink: ResponseSink = cycle.response
+    request = cycle.request
+    if rules is not None and rules.gzip is not None:
+        sink = GzipSink(sink, request, rules.gzip)
+    if status is not None or (rules is not None and rules.headers):
+        sink = HeaderSink(sink, request, rules, status)
+    return sink

@@ -52,6 +52,7 @@ from edge.handlers import special_response_body
 from edge.pipeline import RequestCycle
 from edge.sendfile import FileSender
 from edge.state import CLOSED_PHASE, HEAD, IDLE, LINGER, REQUEST, ServerState
+from edge.tunnel import ClientTunnel
 from edge.writer import ResponseWriter
 from httpproto import (
     CLOSED,
@@ -110,6 +111,7 @@ class HttpConnection(asyncio.Protocol):
         self._line = b""  # the start of the current head, for logging a refused request
         self._head_started = 0.0
         self._linger_until = 0.0
+        self.tunnel: ClientTunnel | None = None  # after a 101: the bytes are not HTTP
 
     # -- asyncio callbacks -----------------------------------------------------
 
@@ -149,6 +151,9 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         phase = self.phase
         if phase == REQUEST:
+            if self.tunnel is not None:
+                self.tunnel.feed(data)
+                return
             self.parser.feed(data)
             self._unconsumed += len(data)
             self._wake_reader()
@@ -177,6 +182,9 @@ class HttpConnection(asyncio.Protocol):
         self._eof = True
         if self.phase == LINGER:
             return False  # the client has read our response and closed: close now
+        if self.tunnel is not None:
+            self.tunnel.feed_eof()
+            return not self.listen.ssl
         self.parser.feed(b"")
         if self.phase in (IDLE, HEAD):
             self._next_request()
@@ -195,6 +203,8 @@ class HttpConnection(asyncio.Protocol):
         # an exception) leaves no unretrieved exception behind if the task is cancelled.
         self._wake_reader()
         self._wake_writer()
+        if self.tunnel is not None:
+            self.tunnel.feed_eof()
         task, cycle = self.task, self.cycle
         if task is not None and not task.done():
             if cycle is not None:
@@ -236,6 +246,24 @@ class HttpConnection(asyncio.Protocol):
 
     def set_body_limit(self, limit: int | None) -> None:
         self.parser.max_body_size = limit
+
+    def start_tunnel(self, counter: object) -> ClientTunnel:
+        """A 101 went out: from now on the client's bytes go to the tunnel, not the parser."""
+        tunnel = self.tunnel = ClientTunnel(self, counter)
+        self._cancel_timer()
+        rest = self.parser.take_rest()
+        if rest:
+            tunnel.feed(rest)
+        if self._eof:
+            tunnel.feed_eof()
+        self._resume_reading()
+        return tunnel
+
+    def pause_tunnel(self, paused: bool) -> None:
+        if paused:
+            self._pause_reading()
+        else:
+            self._resume_reading()
 
     async def drain(self, timeout: float) -> None:
         if self.closed:
@@ -429,6 +457,9 @@ class HttpConnection(asyncio.Protocol):
         self.task = None
         self.cycle = None
         if self.phase == CLOSED_PHASE:
+            return
+        if self.tunnel is not None:
+            self.close_now()  # an upgraded connection ends with its tunnel
             return
         body_complete = cycle.body.done or cycle.body.drain_buffered()
         keep = (

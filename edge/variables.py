@@ -98,6 +98,10 @@ _GETTERS: Final[dict[str, Getter]] = {
     "args": lambda r: r.query,
     "query_string": lambda r: r.query,
     "is_args": lambda r: b"?" if r.query else b"",
+    # nginx configs build this with a map ($http_upgrade -> "upgrade", "" -> "close");
+    # ours is built in, and empty rather than "close" so that proxy_set_header leaves the
+    # header out and an ordinary request keeps its pooled upstream connection.
+    "connection_upgrade": lambda r: b"upgrade" if header(r, b"upgrade") else b"",
     "content_length": lambda r: b"" if r.content_length is None else b"%d" % r.content_length,
     "content_type": lambda r: header(r, b"content-type"),
     "document_root": _document_root,

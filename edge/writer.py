@@ -22,11 +22,16 @@ from httpproto import encode_head_bytes, reason_phrase
 if TYPE_CHECKING:
     from edge.sendfile import FileSender
     from edge.state import ServerState
+    from edge.tunnel import ClientTunnel
 
 # Bodies up to this size leave in one buffer with their head (one copy, no writev).
 JOIN_LIMIT = 16 * 1024
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+# The front writes these itself on a 101 (Connection: upgrade) or they mean nothing there.
+_NOT_IN_101 = frozenset(
+    (b"connection", b"keep-alive", b"content-length", b"transfer-encoding", b"server", b"date")
+)
 
 
 class WriterHost(Protocol):
@@ -225,6 +230,24 @@ class ResponseWriter:
             self._conn.writelines((head, b"0\r\n\r\n"))
         elif head:
             self._conn.write(head)
+
+    async def switch_protocols(self, headers: list[tuple[bytes, bytes]]) -> ClientTunnel:
+        """Send ``101 Switching Protocols`` and turn the connection into a byte tunnel."""
+        if self.started:
+            raise RuntimeError("the response head was already sent")
+        conn = self._conn
+        start = getattr(conn, "start_tunnel", None)
+        if conn.closed or start is None:
+            raise ClientGone("client closed the connection")
+        self.started = self.finished = True
+        self.status = 101
+        self.keep_alive = False
+        self.no_body = True
+        lead = [(b"Server", b"edge"), (b"Date", conn.state.http_date())]
+        kept = [(n, v) for n, v in headers if n.lower() not in _NOT_IN_101]
+        conn.write(encode_head_bytes(101, [*lead, *kept, (b"Connection", b"upgrade")]))
+        tunnel: ClientTunnel = start(self)
+        return tunnel
 
     async def send_error(self, status: int, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """nginx's small HTML page for ``status`` (``headers``: what the status needs, e.g. Allow)."""

@@ -362,6 +362,12 @@ class RequestParser:
             self._buf = b""
             raise
 
+    def take_rest(self) -> bytes:
+        """After a switch of protocols: the unparsed bytes (no longer HTTP), and stop."""
+        rest, self._buf = self._buf, b""
+        self._state = _DONE
+        return rest
+
     @property
     def waiting_for_100_continue(self) -> bool:
         """True between a head with ``expect_continue`` and a body and its first body byte.

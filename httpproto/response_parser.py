@@ -195,6 +195,7 @@ class ResponseParser:
         "_remaining",
         "_chunked",
         "_keep_alive",
+        "allow_upgrade",
     )
 
     def __init__(
@@ -203,9 +204,13 @@ class ResponseParser:
         head_request: bool = False,
         allow_no_status_line: bool = False,
         max_header_size: int = 64 * 1024,
+        allow_upgrade: bool = False,
     ) -> None:
         self.head_request = head_request
         self.allow_no_status_line = allow_no_status_line
+        # A 101 is a final head (the request asked to upgrade): what follows it is the
+        # new protocol's, taken with ``take_rest``.
+        self.allow_upgrade = allow_upgrade
         self.max_header_size = max_header_size
         self.bytes_received = 0  # every byte fed, for "closed before/after any byte" decisions
         self._buf = b""
@@ -309,7 +314,7 @@ class ResponseParser:
             head_bytes, self._buf = buf[:end], buf[end:]
             self._searched = 0
             head = self._parse_head(head_bytes, cgi)
-            if 100 <= head.status < 200:
+            if 100 <= head.status < 200 and head.status != 101:
                 continue  # interim response: drop it and read the final one
             return head
 
@@ -319,7 +324,10 @@ class ResponseParser:
         try:
             llhttp.feed_data(_CGI_STATUS_LINE + data if cgi else data)
         except httptools.HttpParserUpgrade:
-            raise ResponseError("upstream switched protocols (101), which is not proxied") from None
+            if not self.allow_upgrade:
+                raise ResponseError(
+                    "upstream switched protocols (101), which is not proxied"
+                ) from None
         except httptools.HttpParserError as exc:
             raise ResponseError(f"upstream sent invalid header: {exc}") from None
         if not collector.complete:
@@ -335,8 +343,12 @@ class ResponseParser:
             version = "1.1"
         if not version:
             raise ResponseError(f"upstream sent unsupported HTTP/{llhttp.get_http_version()}")
-        if status == 101:
-            raise ResponseError("upstream switched protocols (101), which is not proxied")
+        if status == 101 and (cgi or not self.allow_upgrade):
+            if cgi:
+                raise ResponseError("a uwsgi upstream cannot switch protocols (101)")
+            raise ResponseError(
+                "upstream switched protocols (101) though the client did not ask to upgrade"
+            )
 
         content_length: int | None = None
         codings: list[bytes] = []
@@ -397,6 +409,12 @@ class ResponseParser:
         )
         self._keep_alive = keep_alive
         return ResponseHead(status, reason, version, headers, content_length, chunked, keep_alive)
+
+    def take_rest(self) -> bytes:
+        """After a 101: the bytes that followed its head (the new protocol's)."""
+        rest, self._buf = self._buf, b""
+        self._state = _END
+        return rest
 
     # -- body ------------------------------------------------------------------
 

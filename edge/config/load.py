@@ -66,10 +66,12 @@ from edge.config.rules import Names
 from edge.config.schema import (
     AccessLogSettings,
     AccessRule,
+    AddHeader,
     Directory,
     EdgeConfig,
     Endpoint,
     ErrorLogSettings,
+    ErrorPage,
     Expires,
     File,
     HeaderBuffers,
@@ -164,10 +166,13 @@ _SPELLINGS: Mapping[type, _Spelling] = {
             "connect_timeout": "proxy_connect_timeout",
             "send_timeout": "proxy_send_timeout",
             "read_timeout": "proxy_read_timeout",
+            "intercept_errors": "proxy_intercept_errors",
         }
     ),
     # NAME: $value, or NAME: {value: $value, if_not_empty: true}
     ProxyParam: _Spelling(shorthand=_Shorthand("value", lambda n: True, at_node=True)),
+    # NAME: value, or NAME: {value: value, always: true}
+    AddHeader: _Spelling(shorthand=_Shorthand("value", lambda n: True, at_node=True)),
     ReturnHandler: _Spelling(shorthand=_Shorthand("status", syntax.is_int)),
     LimitConnRule: _Spelling(hints={"max": " (connections per client)"}),
 }
@@ -195,6 +200,7 @@ _SCALAR_HOOKS: Mapping[type, Callable[[Any], Any]] = {
     Expires: syntax.expires,
     HeaderBuffers: syntax.header_buffers,
     AccessRule: syntax.access_rule,
+    ErrorPage: syntax.error_page,
 }
 _SYNTAXES: Mapping[str, Callable[[Any], Any]] = {
     "index": syntax.index,
@@ -203,6 +209,8 @@ _SYNTAXES: Mapping[str, Callable[[Any], Any]] = {
     "cache_valid": syntax.cache_valid,
     "server_name": syntax.server_name,
     "worker_processes": syntax.worker_processes,
+    "gzip_types": syntax.gzip_types,
+    "gzip_proxied": syntax.gzip_proxied,
 }
 
 
@@ -864,7 +872,7 @@ def yaml_vocabulary() -> tuple[dict[str, set[str]], set[str]]:
     return keys, values
 
 
-_KEYED = (Upstream, LimitReqZone, LimitConnZone, ProxyParam)  # named by their YAML key
+_KEYED = (Upstream, LimitReqZone, LimitConnZone, ProxyParam, AddHeader)  # named by their YAML key
 
 
 # --- quick mode ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from edge.config.schema import (
     Listen,
     Location,
     MatchKind,
+    ProxyHandler,
     ReturnHandler,
     Server,
     StaticHandler,
@@ -113,6 +114,13 @@ def _named_locations(
         if node["path"].strip().startswith("@")
     }
     for index, location in items:
+        for position, page in indexed(location.error_page or ()):
+            if page.target.startswith("@") and page.target not in named:
+                yield Issue(
+                    (index, "error_page", position),
+                    f"no named location {page.target!r} in this server"
+                    f"{suggest(page.target, named)}",
+                )
         handler = location.handler
         if isinstance(handler, StaticHandler) and handler.try_files:
             fallback = handler.try_files[-1]
@@ -150,7 +158,31 @@ def _static(handler: StaticHandler, names: Names) -> Iterator[Issue]:
         yield Issue(("alias",), "root and alias are exclusive; use one")
 
 
+_UPGRADE_PARAMS = frozenset(("upgrade", "connection"))
+
+
+def _proxy(handler: ProxyHandler, names: Names) -> Iterator[Issue]:
+    if handler.protocol != "uwsgi":
+        return
+    for param in handler.params:
+        if param.name.lower() in _UPGRADE_PARAMS:
+            yield Issue(
+                ("params", param.name),
+                "a uwsgi upstream cannot switch protocols (WebSocket): uwsgi carries one "
+                "request and its response; proxy this location with protocol: http",
+            )
+
+
 def _server(server: Server, names: Names) -> Iterator[Issue]:
+    for position, page in indexed(server.error_page):
+        if page.target.startswith("@"):
+            named = {loc.path for loc in server.locations if loc.match == "named"}
+            if page.target not in named:
+                yield Issue(
+                    ("error_page", position),
+                    f"no named location {page.target!r} in this server"
+                    f"{suggest(page.target, named)}",
+                )
     secure = [listen for listen in server.listen if listen.ssl]
     for index, listen in indexed(server.listen):
         if listen.http2 and not listen.ssl:
@@ -283,6 +315,7 @@ _OBJECT_RULES: Mapping[type, Callable[[Any, Names], Iterator[Issue]]] = {
     StaticHandler: _static,
     ReturnHandler: _return,
     LimitReqRule: _limit_req,
+    ProxyHandler: _proxy,
 }
 _SIBLING_RULES: Mapping[
     type, Callable[[Sequence[tuple[int, Any]], Sequence[object]], Iterator[Issue]]

@@ -193,7 +193,6 @@ NextUpstreamCondition: TypeAlias = Literal[
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where an upstream server lives: ``host:port`` (a name or literal IP) or a unix socket."""
@@ -345,6 +344,9 @@ class ProxyHandler:
     host_header: Annotated[str, Template()] = "$host"
     modifier1: Annotated[int, Range(0, 255)] = 0  # uwsgi_modifier1
     cache: CacheSettings | None = None
+    # nginx proxy_intercept_errors / uwsgi_intercept_errors: an upstream response with a
+    # status >= 300 that has an error_page is replaced by that error page.
+    intercept_errors: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +359,57 @@ class ReturnHandler:
 
 
 Handler: TypeAlias = StaticHandler | ProxyHandler | ReturnHandler
+
+
+# --- response rules: error_page, add_header, gzip ----------------------------------------
+
+HEADER_NAME = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # an RFC 9110 token
+
+
+@dataclass(frozen=True, slots=True)
+class AddHeader:
+    """nginx ``add_header NAME VALUE [always]``: added to 200, 201, 204, 206, 301, 302,
+    303, 304, 307 and 308 responses, to every response with ``always``.  An empty value
+    (after expansion) adds nothing."""
+
+    name: Annotated[str, Text("an HTTP header name", HEADER_NAME)]
+    value: Annotated[str, Template(numbers=True)] = ""
+    always: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    """nginx ``error_page CODE... [=[RESPONSE]] TARGET``, written as that one string.
+
+    ``target`` is a URI (an internal redirect), ``@name`` (a named location) or an
+    absolute URL (a redirect: 302, or ``response`` when that is a redirect status).
+    ``response`` is the status sent instead of the error (``=200``); ``keep_target_status``
+    is the bare ``=``: the status of whatever serves the target."""
+
+    codes: tuple[int, ...]
+    target: str
+    response: int | None = None
+    keep_target_status: bool = False
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.target.startswith(("http://", "https://", "$scheme://"))
+
+
+# nginx's gzip_proxied values; ``off`` (the default: no compression for requests that came
+# through a proxy, the ones with a Via header) is stored as ().
+GzipProxied: TypeAlias = Literal[
+    "off",
+    "expired",
+    "no-cache",
+    "no-store",
+    "private",
+    "no_last_modified",
+    "no_etag",
+    "auth",
+    "any",
+]
+GzipLevel: TypeAlias = Annotated[int, Range(1, 9)]
 
 
 # --- protection ---------------------------------------------------------------
@@ -432,6 +485,16 @@ class Location:
     limit_req: tuple[LimitReqRule, ...] = ()
     limit_conn: tuple[LimitConnRule, ...] = ()
     client_max_body_size: Bytes | None = None  # None = the server's value
+    # Response rules.  None (or an empty add_header/error_page) inherits the server's,
+    # as nginx inherits a directive from the level above when a level has none of it.
+    add_header: Annotated[tuple[AddHeader, ...], Keyed("NAME: value")] | None = None
+    error_page: tuple[ErrorPage, ...] | None = None
+    gzip: bool | None = None
+    gzip_types: Annotated[tuple[str, ...], Syntax("gzip_types")] | None = None
+    gzip_min_length: Bytes | None = None
+    gzip_comp_level: GzipLevel | None = None
+    gzip_proxied: Annotated[tuple[GzipProxied, ...], Syntax("gzip_proxied")] | None = None
+    gzip_vary: bool | None = None
 
     def __str__(self) -> str:
         modifier = {"exact": "= ", "prefix_no_regex": "^~ ", "regex": "~ ", "regex_icase": "~* "}
@@ -482,6 +545,15 @@ class Server:
     http2_max_concurrent_streams: Positive = 128
     http2_chunk_size: Annotated[int, Unit("size"), Range(1, 16 * MIB - 1)] = 8 * KIB
     http2_body_preread_size: Annotated[int, Unit("size"), Range(0, 2**31 - 1)] = 64 * KIB
+    # Response rules, inherited by the locations that do not set their own (nginx defaults).
+    add_header: Annotated[tuple[AddHeader, ...], Keyed("NAME: value")] = ()
+    error_page: tuple[ErrorPage, ...] = ()
+    gzip: bool = False
+    gzip_types: Annotated[tuple[str, ...], Syntax("gzip_types")] = ("text/html",)
+    gzip_min_length: Bytes = 20
+    gzip_comp_level: GzipLevel = 1
+    gzip_proxied: Annotated[tuple[GzipProxied, ...], Syntax("gzip_proxied")] = ()
+    gzip_vary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ from edge.config.issues import NOTHING, Invalid, Issue, issues_of, suggest
 from edge.config.schema import (
     AccessRule,
     Endpoint,
+    ErrorPage,
     Expires,
+    GzipProxied,
     HeaderBuffers,
     IPNetwork,
     Listen,
@@ -505,3 +507,84 @@ def worker_processes(value: object) -> int | Literal["auto"]:
     if is_int(value) and value >= 1:  # type: ignore[operator]
         return value  # type: ignore[return-value]
     raise ValueError(f"expected a number of processes or auto, got {value!r}")
+
+
+_ERROR_PAGE_FORM = "'CODE... [=RESPONSE] URI' like '500 502 =200 /50x.html'"
+
+
+def error_page(value: object) -> ErrorPage:
+    """nginx ``error_page 404 /404.html``, ``500 502 =200 /50x.html``, ``404 = @app``,
+    ``403 http://example.com/forbidden`` (a 302) or ``404 =301 https://...``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected {_ERROR_PAGE_FORM}, got {kind(value)}")
+    words = value.split()
+    codes: list[int] = []
+    while words and words[0].isdigit():
+        code = int(words.pop(0))
+        if not 300 <= code <= 599:
+            raise ValueError(f"value {code} must be between 300 and 599")
+        if code == 499:
+            raise ValueError("value 499 must be between 300 and 599, except 499 (nginx's own)")
+        codes.append(code)
+    if not codes:
+        raise ValueError(f"expected {_ERROR_PAGE_FORM}, got {value!r}")
+    response: int | None = None
+    keep = False
+    if words and words[0].startswith("="):
+        rewrite = words.pop(0)[1:]
+        if not rewrite:
+            keep = True
+        elif rewrite.isdigit() and 100 <= int(rewrite) <= 599:
+            response = int(rewrite)
+        else:
+            raise ValueError(f"invalid response code {rewrite!r} after '=' in {value!r}")
+    if len(words) != 1:
+        what = "a target URI, @name or URL" if not words else "one target"
+        raise ValueError(f"expected {what} after the codes in {value!r}")
+    target = words[0]
+    if not target.startswith(("/", "@", "http://", "https://", "$")):
+        raise ValueError(f"target {target!r} must be a URI (/...), a @name or an absolute URL")
+    if bad := unknown_variables(target):
+        raise ValueError(f"unknown variable ${bad[0]}")
+    page = ErrorPage(tuple(codes), target, response, keep)
+    redirects = (301, 302, 303, 307, 308)
+    if page.is_redirect and (keep or (response is not None and response not in redirects)):
+        raise ValueError(
+            f"a URL target is a redirect: only ={', ='.join(map(str, redirects))} "
+            f"(or no code: 302) can send {target}"
+        )
+    return page
+
+
+def gzip_types(value: object) -> tuple[str, ...]:
+    """nginx ``gzip_types``: MIME types as a list or one string; ``*`` is any type.
+    text/html is always compressed (as nginx)."""
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(
+            f"expected MIME types like [text/css, application/json], got {kind(value)}"
+        )
+    for item in items:
+        if not isinstance(item, str) or (item != "*" and not re.fullmatch(r"[!-~]+/[!-~]+", item)):
+            raise ValueError(f"expected a MIME type like text/css or *, got {item!r}")
+    types = tuple(dict.fromkeys(item.lower() for item in items))
+    return types if "text/html" in types else ("text/html", *types)
+
+
+GZIP_PROXIED_VALUES = get_args(GzipProxied)
+
+
+def gzip_proxied(value: object) -> tuple[str, ...]:
+    """nginx ``gzip_proxied``: conditions as a list or one string; ``off`` is ()."""
+    items = ["off"] if value is False else value.split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError(f"expected gzip_proxied conditions like [expired, auth], got {value!r}")
+    for item in items:
+        if item not in GZIP_PROXIED_VALUES:
+            hint = suggest(item, GZIP_PROXIED_VALUES) if isinstance(item, str) else ""
+            raise ValueError(f"unknown gzip_proxied value {item!r}{hint}")
+    if "off" in items:
+        if len(items) > 1:
+            raise ValueError("off cannot be combined with other values")
+        return ()
+    return tuple(items)

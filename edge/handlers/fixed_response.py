@@ -12,8 +12,9 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from edge.config.schema import Location, ReturnHandler
-from edge.exchange import Exchange, ResponseAborted
+from edge.exchange import EdgeError, Exchange, ResponseAborted
 from edge.handlers import FastAnswer, special_response_body
+from edge.response_rules import error_page_for
 from edge.variables import compile_template, expand
 from httpproto import RequestHead, encode_head_bytes
 
@@ -82,6 +83,9 @@ class FixedResponse:
             request.logged_status = status
             raise ResponseAborted("return 444: closing the connection without a response")
         location, body_template = self._location, self._body
+        if location is None and body_template is None and error_page_for(request, status):
+            # nginx's bare "return CODE" is a special response, which error_page replaces.
+            raise EdgeError(f"return {status}", status=status, level="info")
         headers, body = self._headers_and_body(
             None if location is None else expand(location, request),
             None if body_template is None else expand(body_template, request),

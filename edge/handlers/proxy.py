@@ -50,6 +50,15 @@ client goes away, the upstream connection is dropped, unless
 ``ignore_client_abort``: then the upstream response is read to its end (and
 the request survives the front cancelling it).
 
+*Upgrades.*  A 101 is accepted only from an HTTP upstream and only when the
+client's request has an ``Upgrade`` header (nginx's rule; the config passes
+``Upgrade``/``Connection`` with ``params``); the connection then becomes a
+byte tunnel (``edge.tunnel``) and is never pooled.  A 101 otherwise is a 502.
+
+*Intercepted errors.*  With ``intercept_errors``, a head with a status >= 300
+that has an ``error_page`` is dropped (its connection closed) and raised as
+``InterceptedError``, which the pipeline answers with the error page.
+
 What the logs need goes in ``request.upstream``, an ``UpstreamReport``: every
 peer tried (nginx's ``$upstream_addr``), the last attempt's status and
 connect, header and response times (seconds), and the cache status.  The
@@ -79,6 +88,8 @@ from edge.exchange import (
     UpstreamReport,
     UpstreamTimeout,
 )
+from edge.response_rules import InterceptedError, error_page_for
+from edge.tunnel import relay
 from edge.upstream.balancer import Peer
 from edge.upstream.connection import UpstreamConnection, open_connection
 from edge.upstream.pool import UpstreamGroup, UpstreamRuntime
@@ -382,7 +393,8 @@ class ProxyHandlerImpl:
         request = exchange.request
         report = request.upstream = UpstreamReport(self._scheme, self.settings.upstream)
         cache = self._cache
-        if cache is not None and request.method in ("GET", "HEAD"):
+        upgrade = request.header(b"upgrade") is not None
+        if cache is not None and request.method in ("GET", "HEAD") and not upgrade:
             hit = cache.lookup(request)
             report.cache_status = "HIT" if hit is not None else "MISS"
             if hit is not None:
@@ -397,7 +409,22 @@ class ProxyHandlerImpl:
         tried: list[Peer] = []
         try:
             response = await self._attempts(exchange, report, group, body, tried)
-            await self._relay(exchange, report, group, response)
+            status = response.head.status
+            if status == 101:
+                await self._tunnel(exchange, report, response)
+            elif (
+                status >= 300
+                and self.settings.intercept_errors
+                and error_page_for(request, status) is not None
+            ):
+                # proxy_intercept_errors: the error page replaces the upstream's answer.
+                self._finish_timing(report, response)
+                response.connection.abort()
+                raise InterceptedError(
+                    f"upstream returned {status}, intercepted by error_page", status=status
+                )
+            else:
+                await self._relay(exchange, report, group, response)
         finally:
             body.close()
             if response is not None:
@@ -585,6 +612,8 @@ class ProxyHandlerImpl:
             parser = ResponseParser(
                 head_request=request.method == "HEAD",
                 allow_no_status_line=self._scheme == "uwsgi",
+                # nginx upgrades only when the client asked to (r->headers_in.upgrade).
+                allow_upgrade=self._scheme == "http" and request.header(b"upgrade") is not None,
             )
             head = await self._read_head(connection, parser, reused)
             handed_over = True
@@ -781,6 +810,40 @@ class ProxyHandlerImpl:
             append(b"Content-Length: %d\r\n" % body.length)
         append(b"\r\n")
         return b"".join(lines)
+
+    # -- an upgraded connection ------------------------------------------------------------
+
+    async def _tunnel(
+        self, exchange: Exchange, report: UpstreamReport, response: _Response
+    ) -> None:
+        """101: the upstream's head to the client, then bytes both ways (edge.tunnel)."""
+        connection = response.connection
+        try:
+            headers = [
+                (name, value)
+                for name, value in response.head.headers
+                if name.lower() not in _HIDDEN_RESPONSE
+            ]
+            switch = getattr(exchange.response, "switch_protocols", None)
+            if switch is None:
+                raise UpstreamError("upstream switched protocols (101), which this client cannot")
+            client = await switch(headers)
+            report.response_time = None
+            try:
+                why = await relay(
+                    client,
+                    connection,
+                    response.parser.take_rest(),
+                    self.settings.read_timeout or None,
+                    self.settings.send_timeout or None,
+                    exchange.request.server.send_timeout,
+                )
+                self.runtime.log("info", why + self._context(exchange.request, response.peer))
+            finally:
+                client.close()
+        finally:
+            self._finish_timing(report, response)
+            connection.abort()
 
     # -- relaying the response --------------------------------------------------------------
 

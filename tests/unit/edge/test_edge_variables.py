@@ -68,6 +68,7 @@ EXPECTED = {
     "args": b"a=1&Mixed=Two&empty=",
     "query_string": b"a=1&Mixed=Two&empty=",
     "is_args": b"?",
+    "connection_upgrade": b"",  # the request has no Upgrade header
     "content_length": b"",
     "content_type": b"text/plain",
     "document_root": b"",
