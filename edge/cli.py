@@ -1,7 +1,7 @@
 """``edge``: run the edge server, or check its configuration.
 
     edge -c edge.yaml                      serve a YAML config
-    edge -t -c edge.yaml                   check it: "ok", or one "path: message" per error
+    edge -t -c edge.yaml                   check it: "ok", or one "FILE: key: message" line per error
     edge --listen 127.0.0.1:8080 --proxy uwsgi://127.0.0.1:3031 [--proxy ...]
     edge --listen 127.0.0.1:8080 --root ./dist
     edge --listen 127.0.0.1:8080 --proxy http://127.0.0.1:8000 --static /static=./static
@@ -98,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load(args, parser)
     except ConfigErrors as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+        for line in exc.lines(args.config):
+            print(line, file=sys.stderr)
         if not args.test:
             print("edge: the configuration has errors; not starting", file=sys.stderr)
         return EXIT_CONFIG

@@ -383,8 +383,8 @@ class Master:
             try:
                 config = load_config(source)
             except ConfigErrors as exc:
-                for issue in exc.issues:
-                    self.log.log("emerg", f"{source}: {issue}", always=True)
+                for line in exc.lines(str(source)):
+                    self.log.log("emerg", line, always=True)
                 self.log.log(
                     "alert",
                     "reload refused: the new configuration has errors; the old one keeps serving",

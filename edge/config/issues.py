@@ -38,6 +38,18 @@ class ConfigErrors(Exception):
         self.issues: tuple[ConfigIssue, ...] = tuple(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
+    def lines(self, source: str | None) -> list[str]:
+        """One line per issue, each naming the file (``edge -t`` and a refused reload alike).
+
+        Issues found while reading the file (unreadable, invalid YAML) name it already.
+        """
+        if not source:
+            return [str(issue) for issue in self.issues]
+        return [
+            text if text.startswith(source) else f"{source}: {text}"
+            for text in (str(issue) for issue in self.issues)
+        ]
+
 
 class Issue(NamedTuple):
     """A problem at ``path`` (relative); ``refs`` are places its message names."""

@@ -125,8 +125,8 @@ servers:
     result = _edge("-t", "-c", str(bad), cwd=tmp_path)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        "servers[0].locations[0].alias: directory does not exist",
-        "servers[0].locations[1].proxy: no upstream named 'nowhere'",
+        f"{bad}: servers[0].locations[0].alias: directory does not exist",
+        f"{bad}: servers[0].locations[1].proxy: no upstream named 'nowhere'",
     ]
     quick = _edge("-t", "--listen", "127.0.0.1:0", "--root", str(tmp_path), cwd=tmp_path)
     assert (quick.returncode, quick.stdout) == (0, "ok\n")

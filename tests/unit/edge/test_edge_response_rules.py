@@ -98,10 +98,10 @@ def test_edge_t_reports_gzip_and_add_header_mistakes(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "servers[0].gzip_comp_level: must be at most 9, got 10",
-        "servers[0].gzip_proxied: unknown gzip_proxied value 'sometimes'",
-        "servers[0].add_header.Bad Name: expected an HTTP header name, got 'Bad Name'",
-        "servers[0].locations[0].gzip_types: expected a MIME type like text/css or *, got 'text'",
+        f"{config}: servers[0].gzip_comp_level: must be at most 9, got 10",
+        f"{config}: servers[0].gzip_proxied: unknown gzip_proxied value 'sometimes'",
+        f"{config}: servers[0].add_header.Bad Name: expected an HTTP header name, got 'Bad Name'",
+        f"{config}: servers[0].locations[0].gzip_types: expected a MIME type like text/css or *, got 'text'",
     ]
 
 

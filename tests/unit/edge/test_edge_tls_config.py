@@ -202,7 +202,7 @@ def test_edge_t_names_the_mismatched_key(pair: Pair, other: Pair, tmp_path: Path
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"servers[0].ssl_certificate_key: {other.key}: does not match the certificate in "
+        f"{config}: servers[0].ssl_certificate_key: {other.key}: does not match the certificate in "
         f"{pair.certificate}"
     )
 
