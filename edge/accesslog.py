@@ -254,7 +254,7 @@ def escape_json(value: LogValue) -> str:
     if _JSON_ESCAPE_RE.search(text) is None:
         return text
     return _JSON_ESCAPE_RE.sub(
-        lambda m: _JSON_ESCAPES.get(ord(m.group()), "\\u%04x" % ord(m.group())), text
+        lambda m: _JSON_ESCAPES.get(ord(m.group()), f"\\u{ord(m.group()):04x}"), text
     )
 
 

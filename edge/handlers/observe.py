@@ -292,9 +292,9 @@ class StatusPage(_Observer):
             self.content_type = b"application/json"
         else:
             self.content_type = b"text/html; charset=utf-8"
-            self._page = STATUS_PAGE.replace(
-                "__JSON_URL__", json.dumps(settings.json_url)
-            ).encode("utf-8")
+            self._page = STATUS_PAGE.replace("__JSON_URL__", json.dumps(settings.json_url)).encode(
+                "utf-8"
+            )
 
     def body(self, readings: Readings) -> bytes:
         if self.settings.format == "json":

@@ -397,7 +397,7 @@ def test_top_level_errors(data: Any, expected: str) -> None:
         (
             "access_log",
             {"format": "apache"},
-            "access_log.format: expected one of combined, json, got 'apache'",
+            "access_log.format: no log format 'apache': combined, json or one of log_formats",
         ),
         (
             "access_log",
