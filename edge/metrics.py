@@ -50,7 +50,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge.config.schema import EdgeConfig, Location, ProxyHandler, Server
+from edge.config.schema import (
+    OBSERVABILITY_HANDLERS,
+    EdgeConfig,
+    Location,
+    ProxyHandler,
+    Server,
+)
 
 Kind = Literal["counter", "gauge", "histogram"]
 Labels = tuple[tuple[str, str], ...]
@@ -397,6 +403,7 @@ class WorkerMetrics:
 
     __slots__ = (
         "block",
+        "counting",
         "slot",
         "cells",
         "layout",
@@ -419,6 +426,13 @@ class WorkerMetrics:
             block.layout.register(config)
             slot = block.claim(os.getpid())
         self.block = block
+        # Off until a location can show the figures (stub_status, metrics, status_page):
+        # then the request path does not count at all (bench: metrics on against off).
+        self.counting = any(
+            isinstance(location.handler, OBSERVABILITY_HANDLERS)
+            for server in config.servers
+            for location in server.locations
+        )
         self.slot = slot
         self.layout = block.layout
         self.generation = generation
@@ -455,7 +469,8 @@ class WorkerMetrics:
         return base
 
     def count_request(self, server: Server, location: Location | None, status: int) -> None:
-        self.cells[self.requests_base(server, location) + status_offset(status)] += 1
+        if self.counting:
+            self.cells[self.requests_base(server, location) + status_offset(status)] += 1
 
     def histograms(self, upstream: str) -> tuple[int, int] | None:
         return self._histograms.get(upstream)
@@ -464,7 +479,8 @@ class WorkerMetrics:
         return self._caches.get(id(location))
 
     def rejected(self, family: str, zone: str) -> None:
-        self.cells[self.layout.cell(family, (("zone", zone),))] += 1
+        if self.counting:
+            self.cells[self.layout.cell(family, (("zone", zone),))] += 1
 
     def publish(self, snapshot: dict[str, Any]) -> None:
         if self.slot >= 0:

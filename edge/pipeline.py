@@ -182,6 +182,7 @@ class Pipeline:
         self._fast: dict[int, _FastEntry] = {}
         self.metrics = state.metrics
         self._cells = state.metrics.cells
+        self._counting = state.metrics.counting
         self.trust_request_id = state.config.request_id.trust_incoming
         self._status_lines: dict[int, bytes] = {}
         self._routes: dict[
@@ -243,7 +244,8 @@ class Pipeline:
                 )
             )
         )
-        self._cells[entry[2] + status_offset(status)] += 1
+        if self._counting:
+            self._cells[entry[2] + status_offset(status)] += 1
         if state.access_log is not None and location.access_log:
             state.write_access(
                 AccessEntry(
@@ -506,11 +508,14 @@ class Pipeline:
         report = request.upstream
         status = cycle.log_status()
         location = request.location
-        cells = self._cells
-        cells[self.metrics.requests_base(request.server, location) + status_offset(status)] += 1
         now = time.time()
+        if self._counting:
+            base = self.metrics.requests_base(request.server, location)
+            self._cells[base + status_offset(status)] += 1
+            if report is not None:
+                self._count_upstream(cycle, report, now)
         if report is not None:
-            self._count_upstream(cycle, report, now)
+            self._warn_upstream_error(cycle, report)
         if state.access_log is None or (location is not None and not location.access_log):
             return
         state.write_access(
@@ -537,7 +542,7 @@ class Pipeline:
         )
 
     def _count_upstream(self, cycle: RequestCycle, report: UpstreamReport, now: float) -> None:
-        """A proxied request: its histograms, its cache result, and a 5xx's warn line."""
+        """A proxied request: its histograms and its cache result."""
         request = cycle.request
         metrics = self.metrics
         cells = self._cells
@@ -550,6 +555,10 @@ class Pipeline:
             observe(cells, bases[0], now - request.started)
             if report.response_time is not None:
                 observe(cells, bases[1], report.response_time)
+
+    def _warn_upstream_error(self, cycle: RequestCycle, report: UpstreamReport) -> None:
+        """An upstream that answered 5xx: one warn line with its name, peer and request ID."""
+        request = cycle.request
         upstream_status = report.status
         front = cycle.front
         # Only a status the upstream sent (its head arrived): edge's own 502/504 for a

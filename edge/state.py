@@ -93,15 +93,17 @@ class ServerState:
 
     def admit(self, conn: Connection) -> bool:
         """Register a new connection, making room under ``worker_connections`` if needed."""
-        cells = self.metrics.cells
-        cells[ACCEPTED] += 1
+        metrics = self.metrics
+        if metrics.counting:
+            metrics.cells[ACCEPTED] += 1
         if len(self.connections) >= self.worker_connections and not self._make_room():
             self.error_log.log(
                 "alert", f"{self.worker_connections} worker_connections are not enough"
             )
             return False
         self.connections[conn] = None
-        cells[HANDLED] += 1
+        if metrics.counting:
+            metrics.cells[HANDLED] += 1
         return True
 
     def connection_phases(self) -> tuple[int, int, int]:
