@@ -442,7 +442,6 @@ class Deployment:
                     self.directory, port, backend_port, self.stack.protocol,
                     self.env.static_root, as_root=os.geteuid() == 0,
                     keepalive=self.stack.upstream_keepalive, tls=tls,
-                    metrics=self.stack.metrics,
                 )
             )  # fmt: skip
             argv = [nginx, "-c", str(conf), "-p", str(self.directory)]
@@ -451,7 +450,7 @@ class Deployment:
             conf.write_text(
                 edge_config(
                     self.directory, port, backend_port, self.stack.protocol, self.env.static_root,
-                    keepalive=self.stack.upstream_keepalive, tls=tls,
+                    keepalive=self.stack.upstream_keepalive, tls=tls, metrics=self.stack.metrics,
                 )
             )  # fmt: skip
             edge = self.env.tool("edge")
