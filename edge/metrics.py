@@ -195,6 +195,9 @@ class MetricsLayout:
         self.series: list[Series] = [Series(name, (), index) for name, index in _FIXED]
         self._index: dict[tuple[str, Labels], int] = {(name, ()): index for name, index in _FIXED}
         self.overflowed = False
+        # A worker's copy of the master's layout: a series the master did not register
+        # would get an index the master may hand out later, so it goes to the sink.
+        self.frozen = False
 
     def cell(self, family: str, labels: Labels = (), width: int = 1) -> int:
         """The first cell of a series, allocated on first use."""
@@ -202,7 +205,7 @@ class MetricsLayout:
         found = self._index.get(key)
         if found is not None:
             return found
-        if self.size + width > self.capacity:
+        if self.frozen or self.size + width > self.capacity:
             self.overflowed = True
             return SINK  # counted nowhere that is rendered; see docs/monitoring.md
         index = self.size
@@ -425,6 +428,8 @@ class WorkerMetrics:
             block = MetricsBlock(1)
             block.layout.register(config)
             slot = block.claim(os.getpid())
+        else:
+            block.layout.frozen = True  # in the worker: the master registered everything
         self.block = block
         # Off until a location can show the figures (stub_status, metrics, status_page):
         # then the request path does not count at all (bench: metrics on against off).
