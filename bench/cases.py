@@ -63,6 +63,8 @@ class Stack:
     upstream_keepalive: int = UPSTREAM_KEEPALIVE
     # The front terminates TLS and speaks HTTP/2 (ALPN h2); measured with h2load.
     tls: bool = False
+    # edge with a /metrics location, so its counters are on (issue 11: < 5 % of req/s).
+    metrics: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,15 @@ class Case:
 APPSERVER = Stack("appserver", "appserver --http-socket", "direct", "appserver", "http", True)
 EDGE_APPSERVER = Stack(
     "edge+appserver", "edge -> uwsgi (persistent) -> appserver", "edge", "appserver", "uwsgi", True
+)
+EDGE_APPSERVER_METRICS = Stack(
+    "edge+appserver-metrics",
+    "edge -> uwsgi (persistent) -> appserver, metrics on",
+    "edge",
+    "appserver",
+    "uwsgi",
+    True,
+    metrics=True,
 )
 EDGE_APPSERVER_ONESHOT = Stack(
     "edge+appserver-oneshot",
@@ -134,6 +145,9 @@ EDGE_GUNICORN_UWSGI = Stack(
     True,
 )
 EDGE_STATIC = Stack("edge", "edge (files)", "edge", None, "http", True)
+EDGE_STATIC_METRICS = Stack(
+    "edge-metrics", "edge (files), metrics on", "edge", None, "http", True, metrics=True
+)
 NGINX_STATIC = Stack("nginx", "nginx (files)", "nginx", None, "http", False)
 EDGE_TLS_STATIC = Stack(
     "edge-h2", "edge (files), TLS + HTTP/2", "edge", None, "http", True, tls=True
@@ -261,9 +275,25 @@ def _overload_cases() -> list[Case]:
     ]
 
 
+def _metrics_cases() -> list[Case]:
+    # Metrics on against off (issue 11): each divided by its metrics-off twin. Not in
+    # --quick; run them with --only 'edge*/static-1k' --only 'edge+appserver*/raw-hello'.
+    return [
+        Case(EDGE_STATIC_METRICS, STATIC_1K, "static", anchor="edge/static-1k", quick=False),
+        Case(
+            EDGE_APPSERVER_METRICS,
+            RAW_HELLO,
+            "views",
+            anchor="edge+appserver/raw-hello",
+            quick=False,
+        ),
+    ]
+
+
 CASES: tuple[Case, ...] = (
     *_view_cases(),
     *_static_cases(),
+    *_metrics_cases(),
     *_overload_cases(),
     *_tls_cases(),
 )

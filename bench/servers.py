@@ -355,8 +355,12 @@ def edge_config(
     *,
     keepalive: int = UPSTREAM_KEEPALIVE,
     tls: tuple[Path, Path] | None = None,
+    metrics: bool = False,
 ) -> str:
     """edge YAML for one stack, mirroring nginx_config: 1 worker, no access log.
+
+    ``metrics`` adds a ``/metrics`` location, which turns edge's counters on
+    (docs/monitoring.md): the ``*-metrics`` stacks measure what they cost.
 
     ``keepalive`` is the upstream's idle-connection pool; for a uwsgi upstream,
     above 0 also means edge offers persistent uwsgi connections, and 0 means
@@ -376,6 +380,11 @@ def edge_config(
             f"    keepalive: {keepalive}\n"
         )
         location = f"      - path: /\n        proxy: backend\n        protocol: {protocol}\n"
+    if metrics:
+        location += (
+            "      - path: = /metrics\n        metrics: prometheus\n"
+            "        access: [allow 127.0.0.1, deny all]\n"
+        )
     server = f"  - listen: 127.0.0.1:{port}\n"
     if tls is not None:
         server = (
@@ -441,7 +450,7 @@ class Deployment:
             conf.write_text(
                 edge_config(
                     self.directory, port, backend_port, self.stack.protocol, self.env.static_root,
-                    keepalive=self.stack.upstream_keepalive, tls=tls,
+                    keepalive=self.stack.upstream_keepalive, tls=tls, metrics=self.stack.metrics,
                 )
             )  # fmt: skip
             edge = self.env.tool("edge")

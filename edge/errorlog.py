@@ -30,6 +30,7 @@ import os
 import sys
 import time
 import traceback
+from collections import deque
 
 from edge.config.schema import ErrorLogSettings
 
@@ -44,6 +45,8 @@ LEVELS: dict[str, int] = {
     "info": 6,
     "debug": 7,
 }
+RECENT_LEVEL = LEVELS["warn"]  # lines at this level or worse are kept for the status page
+RECENT_LINES = 20
 
 
 class LogFile:
@@ -102,7 +105,7 @@ class LogFile:
 class ErrorLog:
     """nginx-style error log at a configured level."""
 
-    __slots__ = ("settings", "file", "threshold", "_second", "_stamp")
+    __slots__ = ("settings", "file", "threshold", "recent", "_second", "_stamp")
 
     def __init__(
         self, settings: ErrorLogSettings | None = None, file: LogFile | None = None
@@ -110,6 +113,8 @@ class ErrorLog:
         self.settings = settings or ErrorLogSettings()
         self.file = file if file is not None else LogFile(self.settings.path)
         self.threshold = LEVELS[self.settings.level]
+        # The last lines written at warn or worse (time, level, line without traceback).
+        self.recent: deque[tuple[float, str, str]] = deque(maxlen=RECENT_LINES)
         self._second = -1
         self._stamp = ""
 
@@ -142,6 +147,8 @@ class ErrorLog:
         # A message built from client bytes must stay on one line.
         text = message.replace("\n", "\\n").replace("\r", "\\r")
         line = f"{self._stamp} [{level}] {os.getpid()}#0: {conn}{text}{context}"
+        if LEVELS.get(level, 3) <= RECENT_LEVEL:
+            self.recent.append((now, level, line))
         if exc is not None:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             line = line + "\n" + tb.rstrip("\n")

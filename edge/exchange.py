@@ -132,6 +132,10 @@ class Request:
     request_line: str  # 'GET /x HTTP/1.1', for the access log
     upstream: UpstreamReport | None = None  # the proxy's account, for the logs
     logged_status: int | None = None  # what the access log says when no response was sent (444)
+    # $request_id once something asked for it (edge.variables.request_id makes it);
+    # with trusts_request_id a sane incoming X-Request-ID is taken instead of a new one.
+    request_id: str | None = None
+    trusts_request_id: bool = False
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a header (name lower-case bytes), or None."""
@@ -151,7 +155,9 @@ class RequestBody(Protocol):
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Next piece of the body; b"" at the end.  Raises ClientError (413/400) or ClientGone."""
 
-    async def read_all(self, spool_limit: int = 1 << 20) -> tuple[int, list[bytes] | os.PathLike[str]]:
+    async def read_all(
+        self, spool_limit: int = 1 << 20
+    ) -> tuple[int, list[bytes] | os.PathLike[str]]:
         """Read the whole body (for uwsgi upstreams, which need CONTENT_LENGTH up front).
 
         Returns (length, chunks in memory) or (length, path of a temp file) past spool_limit.
@@ -165,7 +171,9 @@ class ResponseSink(Protocol):
     def started(self) -> bool:
         """True once the head has been sent (an EdgeError can no longer change the status)."""
 
-    async def send_head(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None) -> None:
+    async def send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None
+    ) -> None:
         """Send status line and headers.  The front adds Date, Server, Connection and,
         when neither Content-Length nor Transfer-Encoding is present, frames the body
         (chunked for HTTP/1.1 keep-alive, else close-delimited)."""

@@ -27,6 +27,11 @@ shared memory before its workers fork (``edge.shared_zones``), so all workers
 count against one zone as in nginx.  A reload hands the new generation the
 very same zones when their name and size are unchanged: counters survive it.
 
+The counters of ``edge.metrics`` live in one shared block made before the
+first fork: each worker process gets a slot of it when spawned, and when it
+is reaped its counts move into the block's retained totals, so a respawn or
+a reload neither resets nor doubles them.
+
 A worker that dies unexpectedly is logged with its pid and exit status and
 respawned (after a pause if it died young, so a crash loop is not a fork
 loop).  A worker that exits with ``EXIT_BOOT`` before it ever accepted cannot
@@ -48,6 +53,15 @@ from dataclasses import dataclass
 from edge.config.load import ConfigErrors, load_config
 from edge.config.schema import EdgeConfig, Listen
 from edge.errorlog import ErrorLog, LogFile
+from edge.metrics import (
+    LAST_RELOAD,
+    RELOAD_FAILURES,
+    RELOADS,
+    RESTARTS,
+    MetricsBlock,
+    WorkerMetrics,
+    slot_count,
+)
 from edge.server import (
     EXIT_BOOT,
     EXIT_CONFIG,
@@ -124,6 +138,7 @@ class WorkerProcess:
     spawned_at: float
     ready: bool = False
     retiring: bool = False  # told to stop: its exit is expected
+    slot: int = -1  # its cells in the metrics block
 
 
 @dataclass(slots=True)
@@ -167,6 +182,7 @@ class Master:
         self.exit_code = EXIT_OK
         self.pid = os.getpid()
         self._notify_buffer = b""
+        self.metrics: MetricsBlock | None = None  # made before the first fork
 
     # -- logging -------------------------------------------------------------------
 
@@ -198,6 +214,9 @@ class Master:
                 print(f"edge: cannot create the limit zones: {exc}", file=sys.stderr, flush=True)
             return EXIT_CONFIG
         self.generations[1] = self.current
+        self.metrics = MetricsBlock(slot_count(self.current.workers))
+        self.metrics.layout.register(config)
+        self.metrics.set(LAST_RELOAD, int(time.time() * 1000))
         try:
             self._bind(config, self.current.workers)
         except ListenError as exc:
@@ -258,16 +277,26 @@ class Master:
         def crashed(exc: BaseException) -> None:
             generation.error_log.log("emerg", f"worker crashed: {exc!r}", exc=exc, always=True)
 
+        assert self.metrics is not None
+        slot = self.metrics.claim()
+        if slot < 0:
+            self.log.log("alert", "no metrics slot left: this worker's counts are lost")
         pid = fork_child(
-            lambda: self._become_worker(generation, listeners),
+            lambda: self._become_worker(generation, listeners, slot),
             on_crash=crashed,
             crash_code=EXIT_BOOT,
         )
-        self.processes[pid] = WorkerProcess(pid, index, generation.number, time.monotonic())
+        self.metrics.assign(slot, pid)
+        self.processes[pid] = WorkerProcess(
+            pid, index, generation.number, time.monotonic(), slot=slot
+        )
         self.notice(f"spawned worker {index + 1} (pid {pid})")
 
     def _become_worker(
-        self, generation: Generation, listeners: list[tuple[Listen, list[socket.socket]]]
+        self,
+        generation: Generation,
+        listeners: list[tuple[Listen, list[socket.socket]]],
+        slot: int,
     ) -> int:
         # Until the worker's loop installs its handlers, remember stop signals rather
         # than die of their default action (SIGQUIT would dump core).
@@ -303,6 +332,7 @@ class Master:
             master_pid=self.pid,
             zones=generation.zones,
             tls=generation.tls,
+            metrics=WorkerMetrics(generation.config, self.metrics, slot, generation.number),
         )
         return run_worker(worker)
 
@@ -390,12 +420,14 @@ class Master:
                     "reload refused: the new configuration has errors; the old one keeps serving",
                     always=True,
                 )
+                self._count(RELOAD_FAILURES)
                 return
         workers = worker_count(config, self.workers_override)
         try:
             generation = open_generation(old.number + 1, config, workers, old.zones)
         except TlsConfigError as exc:
             self.log.log("emerg", f"reload refused: {exc}", always=True)
+            self._count(RELOAD_FAILURES)
             return
         except OSError as exc:
             self.log.log(
@@ -405,13 +437,17 @@ class Master:
                 else f"reload refused: cannot create the limit zones: {exc}",
                 always=True,
             )
+            self._count(RELOAD_FAILURES)
             return
         try:
             added = self._bind(config, workers)
         except ListenError as exc:
             generation.close_logs()
             self.log.log("emerg", f"reload refused: {exc}", always=True)
+            self._count(RELOAD_FAILURES)
             return
+        assert self.metrics is not None
+        self.metrics.layout.register(config)  # before the fork: its workers inherit it
         self.generations[generation.number] = generation
         self.current = generation
         self.pending = PendingReload(
@@ -436,6 +472,9 @@ class Master:
                 bound = self.listeners[listen]
                 self.notice(f"no longer listening on {bound.listen.scheme}://{bound.bound}")
                 self.listeners.pop(listen).close()
+        self._count(RELOADS)
+        if self.metrics is not None:
+            self.metrics.set(LAST_RELOAD, int(time.time() * 1000))
         self.notice(
             f"reload complete: configuration {pending.new} is serving, "
             f"{retiring} old workers are finishing their requests"
@@ -457,6 +496,7 @@ class Master:
             "reload failed: a new worker could not start; the old workers keep serving",
             always=True,
         )
+        self._count(RELOAD_FAILURES)
 
     def _forget_generations(self) -> None:
         assert self.current is not None
@@ -473,6 +513,8 @@ class Master:
         process = self.processes.pop(pid, None)
         if process is None:
             return
+        if self.metrics is not None:
+            self.metrics.release(process.slot)  # its counts join the retained totals
         if status.signal is not None:
             how = f"exited on signal {status.signal} ({status.signal_name})"
             code = -status.signal
@@ -499,7 +541,12 @@ class Master:
             return  # the old generation during a reload: the new one takes over
         if process.index >= self.current.workers:
             return
+        self._count(RESTARTS)
         self.respawn.schedule(process.index, process.spawned_at, time.monotonic())
+
+    def _count(self, cell: int) -> None:
+        if self.metrics is not None:
+            self.metrics.add(cell)
 
     def _tick(self) -> None:
         assert self.current is not None

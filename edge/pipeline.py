@@ -53,13 +53,16 @@ from edge.exchange import (
     Request,
     ResponseAborted,
     ResponseSink,
+    UpstreamReport,
 )
 from edge.gzip_filter import GzipSink
 from edge.handlers import FastAnswer, InternalRedirect
 from edge.limits import acquire_connections, limit_requests, release_connections
+from edge.metrics import observe, status_offset
 from edge.realip import real_client_ip
 from edge.response_rules import HeaderSink, ResponseRules, RulesCache, serve_error_page
 from edge.routing import normalize_host, normalize_uri
+from edge.variables import new_request_id, request_id, sane_request_id
 from edge.writer import ResponseWriter
 from httpproto import RequestHead, http_date, reason_phrase
 
@@ -127,6 +130,7 @@ class RequestCycle:
         "broken",
         "redirects",
         "error_paged",
+        "front",
     )
 
     def __init__(
@@ -136,7 +140,9 @@ class RequestCycle:
         response: ResponseWriter,
         raw_line: bytes,
         bad_uri: bool,
+        front: Front | None = None,
     ) -> None:
+        self.front = front  # the connection (or HTTP/2 stream) it arrived on
         self.request = request
         self.body = body
         self.response = response
@@ -166,6 +172,9 @@ class RequestCycle:
         return isinstance(handler, ProxyHandler) and handler.ignore_client_abort
 
 
+_FastEntry = tuple["Location", Callable[..., FastAnswer | None] | None, "ResponseRules | None", int]
+
+
 class Pipeline:
     """The request logic of one worker and config; see the module docstring."""
 
@@ -174,12 +183,13 @@ class Pipeline:
         self.router = state.router
         self.real_ip = state.config.real_ip
         # location id -> (location, its handler's respond_now or None, its response
-        # rules), filled as seen.
-        self._fast: dict[
-            int,
-            tuple[Location, Callable[..., FastAnswer | None] | None, ResponseRules | None],
-        ] = {}
+        # rules, its requests cell), filled as seen.
+        self._fast: dict[int, _FastEntry] = {}
         self.rules = RulesCache()
+        self.metrics = state.metrics
+        self._cells = state.metrics.cells
+        self._counting = state.metrics.counting
+        self.trust_request_id = state.config.request_id.trust_incoming
         self._status_lines: dict[int, bytes] = {}
         self._routes: dict[
             tuple[Listen, bytes | None, bytes], tuple[Server, Location | None, str | None]
@@ -202,7 +212,11 @@ class Pipeline:
             return None
         if location.access and not access_allowed(location.access, front.peer_ip):
             return None
-        responder, rules = self._responder(server, location)
+        entry = self._fast.get(id(location))
+        if entry is None or entry[0] is not location:
+            entry = self._fast_entry(server, location)
+        responder = entry[1]
+        rules = entry[2]
         if responder is None:
             return None
         if rules is not None and not _fast_rules_allow(rules, head):
@@ -246,7 +260,9 @@ class Pipeline:
                 )
             )
         )
-        if state.access_log is not None:
+        if self._counting:
+            self._cells[entry[3] + status_offset(status)] += 1
+        if state.access_log is not None and location.access_log:
             state.write_access(
                 AccessEntry(
                     remote_addr=front.peer_ip,
@@ -260,9 +276,19 @@ class Pipeline:
                     request_time=now - started,
                     http_host=head.host,
                     http_x_forwarded_for=_header(head, b"x-forwarded-for"),
+                    request_id=self._fast_request_id(head)
+                    if state.access_format.wants_request_id
+                    else None,
                 )
             )
         return server.keepalive_timeout if keep else 0.0
+
+    def _fast_request_id(self, head: RequestHead) -> str:
+        if self.trust_request_id:
+            incoming = _header(head, b"x-request-id")
+            if incoming is not None and sane_request_id(incoming):
+                return incoming.decode("ascii")
+        return new_request_id()
 
     def route(
         self, listen: Listen, host: bytes | None, raw_path: bytes
@@ -283,19 +309,16 @@ class Pipeline:
             self._routes[key] = found
         return found
 
-    def _responder(
-        self, server: Server, location: Location
-    ) -> tuple[Callable[..., FastAnswer | None] | None, ResponseRules | None]:
-        entry = self._fast.get(id(location))
-        if entry is None or entry[0] is not location:
-            handler = self.state.handlers.handler_for(location)
-            entry = (
-                location,
-                getattr(handler, "respond_now", None),
-                self.rules.get(server, location),
-            )
-            self._fast[id(location)] = entry
-        return entry[1], entry[2]
+    def _fast_entry(self, server: Server, location: Location) -> _FastEntry:
+        handler = self.state.handlers.handler_for(location)
+        entry = (
+            location,
+            getattr(handler, "respond_now", None),
+            self.rules.get(server, location),
+            self.state.metrics.requests_base(server, location),
+        )
+        self._fast[id(location)] = entry
+        return entry
 
     # -- served by a task ----------------------------------------------------------
 
@@ -336,6 +359,7 @@ class Pipeline:
             keep_alive=head.keep_alive,
             started=started,
             request_line=raw_line.decode("latin-1"),
+            trusts_request_id=self.trust_request_id,
         )
         body = front.new_body(head, server.client_body_timeout)
         keep_alive = (
@@ -345,7 +369,7 @@ class Pipeline:
             and front.requests + 1 < server.keepalive_requests
         )
         response = front.new_response(request, keep_alive, server.send_timeout)
-        return RequestCycle(request, body, response, raw_line, bad_uri=path is None)
+        return RequestCycle(request, body, response, raw_line, bad_uri=path is None, front=front)
 
     async def respond(self, front: Front, cycle: RequestCycle) -> None:
         """Run the request; every way it can end becomes a response, a cut or a log line."""
@@ -438,6 +462,7 @@ class Pipeline:
             verdict = limit_requests(location.limit_req, state.req_zones, key, time.monotonic())
             excess = f"{verdict.excess / 1000:.3f}"
             if not verdict.allowed:
+                self.metrics.rejected("edge_limit_req_rejected_total", verdict.zone)
                 raise EdgeError(
                     f'limiting requests, excess: {excess} by zone "{verdict.zone}"',
                     status=verdict.status,
@@ -454,6 +479,7 @@ class Pipeline:
         if location.limit_conn:
             refused = acquire_connections(location.limit_conn, state.conn_zones, key)
             if refused is not None:
+                self.metrics.rejected("edge_limit_conn_rejected_total", refused.zone)
                 raise EdgeError(
                     f'limiting connections by zone "{refused.zone}"',
                     status=refused.status,
@@ -530,17 +556,26 @@ class Pipeline:
         self._release_connections(cycle)
         cycle.body.cleanup()
         state = self.state
-        if state.access_log is None:
-            return
         request, response = cycle.request, cycle.response
         report = request.upstream
+        status = cycle.log_status()
+        location = request.location
         now = time.time()
+        if self._counting:
+            base = self.metrics.requests_base(request.server, location)
+            self._cells[base + status_offset(status)] += 1
+            if report is not None:
+                self._count_upstream(cycle, report, now)
+        if report is not None:
+            self._warn_upstream_error(cycle, report)
+        if state.access_log is None or (location is not None and not location.access_log):
+            return
         state.write_access(
             AccessEntry(
                 remote_addr=request.client_ip,
                 time=now,
                 request_line=cycle.raw_line,
-                status=cycle.log_status(),
+                status=status,
                 body_bytes_sent=response.body_bytes,
                 http_referer=request.header(b"referer"),
                 http_user_agent=request.header(b"user-agent"),
@@ -552,8 +587,48 @@ class Pipeline:
                 upstream_status=None if report is None else report.status,
                 upstream_response_time=None if report is None else report.response_time,
                 cache_status=None if report is None else report.cache_status,
+                request_id=request_id(request)
+                if state.access_format.wants_request_id
+                else request.request_id,
             )
         )
+
+    def _count_upstream(self, cycle: RequestCycle, report: UpstreamReport, now: float) -> None:
+        """A proxied request: its histograms and its cache result."""
+        request = cycle.request
+        metrics = self.metrics
+        cells = self._cells
+        if report.cache_status is not None and request.location is not None:
+            cache = metrics.cache_cells(request.location)
+            if cache is not None:
+                cells[cache[0] if report.cache_status == "HIT" else cache[1]] += 1
+        bases = metrics.histograms(report.name)
+        if bases is not None:
+            observe(cells, bases[0], now - request.started)
+            if report.response_time is not None:
+                observe(cells, bases[1], report.response_time)
+
+    def _warn_upstream_error(self, cycle: RequestCycle, report: UpstreamReport) -> None:
+        """An upstream that answered 5xx: one warn line with its name, peer and request ID."""
+        request = cycle.request
+        upstream_status = report.status
+        front = cycle.front
+        # Only a status the upstream sent (its head arrived): edge's own 502/504 for a
+        # peer that failed already has its error line.
+        if (
+            upstream_status is not None
+            and upstream_status >= 500
+            and report.header_time is not None
+            and front is not None
+        ):
+            peer = str(report.peers[-1]) if report.peers else "-"
+            self.log(
+                front,
+                "warn",
+                f'upstream "{report.name}" peer {peer} answered {upstream_status}, '
+                f"request_id: {request_id(request)}",
+                cycle,
+            )
 
     # -- the error log -------------------------------------------------------------
 

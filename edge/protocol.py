@@ -415,6 +415,7 @@ class HttpConnection(asyncio.Protocol):
             ],
         )
         self.write(head + body)
+        self.state.metrics.count_request(self.defaults, None, status)
         self.state.write_access(
             AccessEntry(
                 remote_addr=self.peer_ip,

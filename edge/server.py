@@ -40,6 +40,8 @@ from functools import partial
 from edge.config.schema import EdgeConfig, Listen
 from edge.errorlog import ErrorLog, LogFile
 from edge.http2 import Http2Connection
+from edge.metrics import WorkerMetrics
+from edge.observe import publish_forever
 from edge.protocol import HttpConnection
 from edge.shared_zones import SharedZones
 from edge.state import ServerState
@@ -192,9 +194,11 @@ class Worker:
         master_pid: int | None = None,
         zones: SharedZones | None = None,
         tls: TlsContexts | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
         self.zones = zones
+        self.metrics = metrics  # the master's shared block and this worker's slot
         # The master builds the TLS contexts before forking (shared ticket keys); a
         # worker started on its own builds them from the config's files.
         self.tls = tls
@@ -232,7 +236,11 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         state = ServerState(
-            self.config, error_log=self.error_log, access_log=self.access_log, zones=self.zones
+            self.config,
+            error_log=self.error_log,
+            access_log=self.access_log,
+            zones=self.zones,
+            metrics=self.metrics,
         )
         self.state = state
         try:
@@ -270,7 +278,9 @@ class Worker:
         if self.notify is not None:
             self.notify()
         watchdog = loop.create_task(self._watch_master()) if self.master_pid else None
+        publisher = loop.create_task(publish_forever(state))
         await self._stop.wait()
+        publisher.cancel()
         if watchdog is not None:
             watchdog.cancel()
         await self._shutdown(state, graceful=self.stop_mode == "graceful")

@@ -22,6 +22,7 @@ from edge.config.schema import EdgeConfig
 from edge.errorlog import ErrorLog, LogFile
 from edge.handlers import HandlerRegistry
 from edge.limits import ConnectionCountZone, RequestRateZone
+from edge.metrics import ACCEPTED, HANDLED, WorkerMetrics
 from edge.pipeline import Pipeline
 from edge.routing import Router
 from edge.shared_zones import SharedZones
@@ -52,13 +53,19 @@ class ServerState:
         error_log: ErrorLog,
         access_log: LogFile | None,
         zones: SharedZones | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
         self.router = Router(config)
         self.error_log = error_log
         self.access_log = access_log
-        self.access_format = AccessLogFormatter(config.access_log.format)
+        self.access_format = AccessLogFormatter(
+            config.access_log.format, formats=config.log_formats
+        )
+        # The master's workers count into its shared block; a state of its own, its own.
+        self.metrics = metrics if metrics is not None else WorkerMetrics(config)
         self.handlers = HandlerRegistry(config, error_log)
+        self.handlers.state = self
         # The master's workers share their zones (shared memory, as nginx); a state
         # built without them (one process, tests) keeps its own.
         self.req_zones: dict[str, RequestRateZone] = {
@@ -86,13 +93,31 @@ class ServerState:
 
     def admit(self, conn: Connection) -> bool:
         """Register a new connection, making room under ``worker_connections`` if needed."""
+        metrics = self.metrics
+        if metrics.counting:
+            metrics.cells[ACCEPTED] += 1
         if len(self.connections) >= self.worker_connections and not self._make_room():
             self.error_log.log(
                 "alert", f"{self.worker_connections} worker_connections are not enough"
             )
             return False
         self.connections[conn] = None
+        if metrics.counting:
+            metrics.cells[HANDLED] += 1
         return True
+
+    def connection_phases(self) -> tuple[int, int, int]:
+        """stub_status's reading, writing and waiting connections of this worker."""
+        reading = writing = waiting = 0
+        for conn in self.connections:
+            phase = conn.phase
+            if phase == HEAD:
+                reading += 1
+            elif phase == IDLE:
+                waiting += 1
+            else:
+                writing += 1
+        return reading, writing, waiting
 
     def _make_room(self) -> bool:
         # nginx reuses idle keep-alive connections; we also reclaim lingering ones and,

@@ -82,7 +82,9 @@ from edge.config.schema import (
     LimitReqZone,
     Listen,
     Location,
+    LogFormatSpec,
     LogTarget,
+    MetricsHandler,
     NonEmpty,
     Protocol,
     ProxyHandler,
@@ -93,6 +95,8 @@ from edge.config.schema import (
     ReturnHandler,
     Server,
     StaticHandler,
+    StatusPageHandler,
+    StubStatusHandler,
     Syntax,
     Template,
     Text,
@@ -175,6 +179,10 @@ _SPELLINGS: Mapping[type, _Spelling] = {
     AddHeader: _Spelling(shorthand=_Shorthand("value", lambda n: True, at_node=True)),
     ReturnHandler: _Spelling(shorthand=_Shorthand("status", syntax.is_int)),
     LimitConnRule: _Spelling(hints={"max": " (connections per client)"}),
+    MetricsHandler: _Spelling(keys={"format": "metrics"}),
+    StatusPageHandler: _Spelling(keys={"format": "status_page", "json_url": "status_json_url"}),
+    # log_formats: {NAME: '$remote_addr ...'} or {NAME: {format: ..., escape: json}}
+    LogFormatSpec: _Spelling(shorthand=_Shorthand("format", lambda n: isinstance(n, str))),
 }
 
 # Lists of blocks: one mapping there is a mistake, not a list of one.
@@ -186,6 +194,9 @@ _HANDLERS: tuple[tuple[str, type, tuple[str, ...], str | None], ...] = (
     ("static", StaticHandler, ("root", "alias"), None),
     ("proxy", ProxyHandler, ("proxy",), None),
     ("return", ReturnHandler, ("return",), "return"),
+    ("stub_status", StubStatusHandler, ("stub_status",), None),
+    ("metrics", MetricsHandler, ("metrics",), None),
+    ("status_page", StatusPageHandler, ("status_page",), None),
 )
 _LOCATION_PARTS = ("match", "handler")  # Location fields with no YAML key of their own
 
@@ -691,7 +702,8 @@ class _Structurer:
         if not present:
             message = (
                 "a location needs one handler: root or alias (static files), "
-                "proxy (an upstream) or return (a fixed response)"
+                "proxy (an upstream), return (a fixed response), "
+                "or stub_status, metrics or status_page (edge's own state)"
             )
             issues.append(Issue((), message))
         elif len(present) > 1:
@@ -872,7 +884,14 @@ def yaml_vocabulary() -> tuple[dict[str, set[str]], set[str]]:
     return keys, values
 
 
-_KEYED = (Upstream, LimitReqZone, LimitConnZone, ProxyParam, AddHeader)  # named by their YAML key
+_KEYED = (
+    Upstream,
+    LimitReqZone,
+    LimitConnZone,
+    ProxyParam,
+    AddHeader,
+    LogFormatSpec,
+)  # named by their YAML key
 
 
 # --- quick mode ---------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from typing import Any
 
 from edge.config.issues import REF, Issue, suggest
 from edge.config.schema import (
+    OBSERVABILITY_HANDLERS,
+    EdgeConfig,
     LimitReqRule,
     Listen,
     Location,
@@ -32,6 +34,7 @@ from edge.config.schema import (
     ReturnHandler,
     Server,
     StaticHandler,
+    StubStatusHandler,
     Upstream,
 )
 from edge.tls import check_pair
@@ -214,6 +217,17 @@ def _readable(*paths: str) -> bool:
 
 def _location(location: Location, names: Names) -> Iterator[Issue]:
     handler = location.handler
+    if isinstance(handler, StubStatusHandler) and not handler.stub_status:
+        yield Issue(("stub_status",), "false serves nothing here: remove the location")
+    if isinstance(handler, OBSERVABILITY_HANDLERS) and (
+        not location.access or location.access[-1].network is not None
+    ):
+        # Never public by accident: the reader must be named, nginx's allow/deny way.
+        yield Issue(
+            ("access",),
+            "this location shows edge's own state: say who may read it, ending with "
+            "'deny all' (like [allow 127.0.0.1, deny all]) or 'allow all' to serve everyone",
+        )
     if (
         isinstance(handler, StaticHandler)
         and handler.alias is not None
@@ -233,6 +247,25 @@ def _return(handler: ReturnHandler, names: Names) -> Iterator[Issue]:
         yield Issue(
             ("location",),
             f"only redirects ({', '.join(map(str, REDIRECT_STATUSES))}) take a location",
+        )
+
+
+def _edge(config: EdgeConfig, names: Names) -> Iterator[Issue]:
+    from edge.accesslog import BUILT_IN_FORMATS, unknown_log_variables
+
+    defined = {spec.name for spec in config.log_formats}
+    for spec in config.log_formats:
+        if spec.name in BUILT_IN_FORMATS:
+            yield Issue(("log_formats", spec.name), "the name of a built-in format")
+        for bad in unknown_log_variables(spec.format):
+            yield Issue(("log_formats", spec.name, "format"), f"unknown log variable ${bad}")
+    wanted = config.access_log.format
+    if wanted not in BUILT_IN_FORMATS and wanted not in defined:
+        choices = sorted({*BUILT_IN_FORMATS, *defined})
+        yield Issue(
+            ("access_log", "format"),
+            f"no log format {wanted!r}: combined, json or one of log_formats"
+            f"{suggest(wanted, choices)}",
         )
 
 
@@ -309,6 +342,7 @@ def _options(listen: Listen) -> str:
 
 
 _OBJECT_RULES: Mapping[type, Callable[[Any, Names], Iterator[Issue]]] = {
+    EdgeConfig: _edge,
     Upstream: _upstream,
     Server: _server,
     Location: _location,

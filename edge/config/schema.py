@@ -144,7 +144,9 @@ ErrorStatus: TypeAlias = Annotated[int, Range(400, 599)]
 Balance: TypeAlias = Literal["round_robin", "least_conn", "ip_hash"]
 Protocol: TypeAlias = Literal["uwsgi", "http"]
 LogLevel: TypeAlias = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
-LogFormat: TypeAlias = Literal["combined", "json"]
+# ``combined``, ``json`` or the name of one of the config's ``log_formats``.
+LogFormat: TypeAlias = Annotated[str, Text("a log format name")]
+LogEscape: TypeAlias = Literal["default", "json", "none"]
 # Older protocols are refused: OpenSSL 3 disables them at its default security level,
 # and nginx dropped them from its default in 1.23.4.
 TlsProtocol: TypeAlias = Literal["TLSv1.2", "TLSv1.3"]
@@ -358,7 +360,40 @@ class ReturnHandler:
     location: Annotated[str, Template()] | None = None  # set for 301/302/303/307/308
 
 
-Handler: TypeAlias = StaticHandler | ProxyHandler | ReturnHandler
+@dataclass(frozen=True, slots=True)
+class StubStatusHandler:
+    """nginx ``stub_status``: connections and requests in its exact text format, summed
+    over every worker (``prometheus-nginx-exporter`` reads it unchanged)."""
+
+    stub_status: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsHandler:
+    """Every edge metric in the Prometheus text exposition format (docs/monitoring.md)."""
+
+    format: Literal["prometheus"] = "prometheus"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPageHandler:
+    """The live status page: ``html`` (polls the ``json`` one of the same server)."""
+
+    format: Literal["html", "json"] = "html"
+    json_url: Annotated[str, Text("a URL path")] = "status.json"  # what the HTML page polls
+
+
+Handler: TypeAlias = (
+    StaticHandler
+    | ProxyHandler
+    | ReturnHandler
+    | StubStatusHandler
+    | MetricsHandler
+    | StatusPageHandler
+)
+# Handlers that show the server's own state: off unless a location names one, and the
+# loader insists that such a location says who may read it (``access``).
+OBSERVABILITY_HANDLERS = (StubStatusHandler, MetricsHandler, StatusPageHandler)
 
 
 # --- response rules: error_page, add_header, gzip ----------------------------------------
@@ -495,6 +530,7 @@ class Location:
     gzip_comp_level: GzipLevel | None = None
     gzip_proxied: Annotated[tuple[GzipProxied, ...], Syntax("gzip_proxied")] | None = None
     gzip_vary: bool | None = None
+    access_log: bool = True  # nginx ``access_log off`` in a location (health checks)
 
     def __str__(self) -> str:
         modifier = {"exact": "= ", "prefix_no_regex": "^~ ", "regex": "~ ", "regex_icase": "~* "}
@@ -586,6 +622,26 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class LogFormatSpec:
+    """nginx ``log_format NAME [escape=default|json|none] STRING``: ``$variables`` of
+    ``edge.accesslog.LOG_VARIABLES`` between literal text."""
+
+    name: str
+    format: Annotated[str, Text("a log format string")]
+    escape: LogEscape = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestIdSettings:
+    """``$request_id`` (32 hex digits, new per request) and where it goes."""
+
+    # Send it upstream: the uwsgi var HTTP_X_REQUEST_ID, the HTTP header X-Request-ID.
+    to_upstream: bool = False
+    # Use the client's X-Request-ID (1..128 visible ASCII characters) instead of a new one.
+    trust_incoming: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AccessLogSettings:
     path: Annotated[str | None, LogTarget(off=True)] = "stdout"  # None = off
     format: LogFormat = "combined"
@@ -606,8 +662,10 @@ class EdgeConfig:
     worker_processes: Annotated[int | Literal["auto"], Syntax("worker_processes")] = 1
     worker_connections: Positive = 512
     access_log: AccessLogSettings = AccessLogSettings()
+    log_formats: Annotated[tuple[LogFormatSpec, ...], Keyed("names")] = ()
     error_log: ErrorLogSettings = ErrorLogSettings()
     real_ip: RealIp = RealIp()
+    request_id: RequestIdSettings = RequestIdSettings()
     # The file this came from, so SIGHUP re-reads the same source.
     source: str | None = field(default=None, compare=False)
 

@@ -6,6 +6,8 @@ location when a worker starts and keeps it for the worker's life (the config
 is immutable; a reload starts new workers).  The mapping is:
 
     StaticHandler  -> edge.handlers.static.StaticFiles(location, settings)
+    StubStatusHandler, MetricsHandler, StatusPageHandler
+                   -> edge.handlers.observe.observer_for(location, state)
     ReturnHandler  -> edge.handlers.fixed_response.FixedResponse(location, settings)
     ProxyHandler   -> edge.handlers.proxy.ProxyHandlerImpl(location, runtime)
 
@@ -40,11 +42,19 @@ import importlib
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edge.config.schema import EdgeConfig, Location, ProxyHandler, ReturnHandler, StaticHandler
+from edge.config.schema import (
+    OBSERVABILITY_HANDLERS,
+    EdgeConfig,
+    Location,
+    ProxyHandler,
+    ReturnHandler,
+    StaticHandler,
+)
 from edge.exchange import Exchange, UpstreamError
 
 if TYPE_CHECKING:
     from edge.errorlog import ErrorLog
+    from edge.state import ServerState
 
 # respond_now's answer: (status, header lines after Date without Connection, body).
 FastAnswer = tuple[int, bytes, bytes]
@@ -87,6 +97,7 @@ class HandlerRegistry:
         self.config = config
         self.error_log = error_log
         self.runtime: Any = None
+        self.state: ServerState | None = None  # set by the worker's state (observability)
         self._proxy_problem: str | None = None
         self._handlers: dict[int, tuple[Location, LocationHandler]] = {}
 
@@ -125,6 +136,11 @@ class HandlerRegistry:
             from edge.handlers.fixed_response import FixedResponse
 
             return FixedResponse(location, settings)
+        if isinstance(settings, OBSERVABILITY_HANDLERS):
+            from edge.handlers.observe import observer_for
+
+            assert self.state is not None, "observability handlers need the worker's state"
+            return observer_for(location, self.state)
         if self._proxy_problem is not None or self.runtime is None:
             return _Unavailable(self._proxy_problem or "no upstream runtime")
         try:

@@ -117,6 +117,8 @@ KEEPALIVE_HEADER: Final = b"wsgistack-keepalive"
 UWSGI_DEFAULT_BUFFER_SIZE: Final = 4096
 
 # RFC 9110 §7.6.1 hop-by-hop fields, plus the proxy ones; names listed in
+REQUEST_ID_VAR: Final = "HTTP_X_REQUEST_ID"  # docs/monitoring.md: the request-ID contract
+
 # Connection are hop-by-hop too.  "proxy" alone is the httpoxy header (HTTP_PROXY).
 _HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -358,17 +360,27 @@ class ProxyHandlerImpl:
             self._pooled = False  # answered 502 per request: no upstream of that name
         if self._pooled and handler.protocol == "uwsgi":
             configured.append(Param(KEEPALIVE_VAR, KEEPALIVE_VERSION))
+        # request_id.to_upstream: the ID goes as the uwsgi var or the header, replacing
+        # what the client sent (which $request_id took when trust_incoming is on).
+        passes_id = runtime.config.request_id.to_upstream
+        configured_names = {p.name.upper() for p in handler.params}
+        if passes_id and REQUEST_ID_VAR not in configured_names:
+            configured.append(Param(REQUEST_ID_VAR, "$request_id"))
         params = merge_params(UWSGI_PARAMS, configured)
         self._uwsgi_getters = tuple(compile_getter(p.value) for p in params)
         self._uwsgi_vars = VarsEncoder(
             [(p.name, p.if_not_empty) for p in params], handler.modifier1
         )
         # For HTTP upstreams a param is a request header (nginx proxy_set_header).
+        http_params = [(p.name, p.value) for p in handler.params]
+        if passes_id and not any(name.lower() == "x-request-id" for name, _ in http_params):
+            http_params.append(("X-Request-ID", "$request_id"))
         self._http_params = tuple(
-            (param.name.encode("latin-1"), compile_template(param.value))
-            for param in handler.params
+            (name.encode("latin-1"), compile_template(value)) for name, value in http_params
         )
-        self._http_param_names = frozenset(p.name.lower().encode("latin-1") for p in handler.params)
+        self._http_param_names = frozenset(
+            name.lower().encode("latin-1") for name, _ in http_params
+        )
         self._host = compile_template(handler.host_header)
         self._scheme = handler.protocol
         self._cache = runtime.cache_for(location)

@@ -82,11 +82,15 @@ def image_roles() -> ImageRoles:
     )
 
 
+MONITORING_PORT = 9145  # deploy/edge.yaml's metrics / stub_status / status server
+
+
 def edge_config_for(upstream_address: str) -> dict[str, Any]:
     """deploy/edge.yaml as another orchestrator must run it: appserver at
     ``upstream_address``, without the one-host gunicorn comparison block, and
     without the TLS server (there the platform's ingress or load balancer holds
-    the certificate; docs/deploy.md)."""
+    the certificate; docs/deploy.md) and without the :9145 monitoring server
+    (compose's ``monitoring`` profile scrapes it; docs/monitoring.md)."""
     config: dict[str, Any] = yaml.safe_load(EDGE_YAML.read_text())
     del config["upstreams"]["gunicorn"]
     config["upstreams"]["appserver"]["servers"][0]["address"] = upstream_address
@@ -95,5 +99,6 @@ def edge_config_for(upstream_address: str) -> dict[str, Any]:
         for server in config["servers"]
         if not any(location.get("proxy") == "gunicorn" for location in server["locations"])
         and "ssl" not in str(server["listen"]).split()
+        and str(server["listen"]) != str(MONITORING_PORT)
     ]
     return config

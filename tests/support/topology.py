@@ -61,6 +61,7 @@ GUNICORN = "gunicorn"  # :8001 -> gunicorn over HTTP
 SPA = "spa"  # :8080 -> the SPA
 CONTAINER_PORTS = {DJANGO: 8000, GUNICORN: 8001, SPA: 8080}
 HTTPS_PORT = 8443  # the Django site over TLS (HTTP/2); not in CONTAINER_PORTS: not plain HTTP
+MONITORING_PORT = 9145  # edge's /metrics, /stub_status, /status (compose network only)
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 
 # What compose.yaml's `migrate` service pre-compresses for gzip_static.
@@ -603,6 +604,7 @@ class LocalTopology(Topology):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.ports = {}
+        self.monitoring_port = 0
         self.static_root = workdir / "static"
         self.env = {
             "DJANGO_SECRET_KEY": "topology-local-" + "k" * 40,
@@ -639,6 +641,7 @@ class LocalTopology(Topology):
             self._start_gunicorn()
             self.ports = {DJANGO: free_port(), GUNICORN: free_port(), SPA: free_port()}
             self.https_port = int(self.env.get("WSGISTACK_PORT_HTTPS") or 0) or free_port()
+            self.monitoring_port = free_port()  # deploy/edge.yaml's :9145
             # What the edge container's entrypoint does at its first start.
             subprocess.run(
                 ["sh", str(ENTRYPOINT), "dev-cert", str(self.workdir / "tls")],
@@ -709,6 +712,7 @@ class LocalTopology(Topology):
             8001: self.ports[GUNICORN],
             8080: self.ports[SPA],
             HTTPS_PORT: self.https_port,
+            MONITORING_PORT: self.monitoring_port,
         }
         for server in config["servers"]:
             port, *options = str(server["listen"]).split()

@@ -60,3 +60,15 @@ def test_edge_log_has_a_combined_line_for_the_request(
     expected_size = size if size is not None else len(response.body)
     pattern = combined(f"GET {target} HTTP/1.1", status, expected_size, referer, agent)
     _wait_for_line(stack, pattern)
+
+
+def test_health_checks_stay_out_of_the_edge_access_log(stack: Topology) -> None:
+    # deploy/edge.yaml: `access_log: off` on the SPA server's /healthz, which the edge
+    # container's healthcheck requests every 5 s.  (:8000/healthz is Django's own page,
+    # proxied and logged like any request.)
+    before = len(stack.edge_log())
+    assert fetch(stack.ports[SPA], "/healthz").status == 200
+    probe = uuid.uuid4().hex
+    assert fetch(stack.ports[SPA], f"/app/about?probe={probe}").status == 200
+    _wait_for_line(stack, rf"GET /app/about\?probe={probe} ")
+    assert not re.search(r'"GET /healthz HTTP', stack.edge_log()[before:]), "a /healthz line"

@@ -174,6 +174,7 @@ def test_json_format() -> None:
             upstream_status=200,
             upstream_response_time=0.0101,
             cache_status="MISS",
+            request_id="0123456789abcdef0123456789abcdef",
         )
     )
     assert "\n" not in line and line.isascii()
@@ -194,4 +195,5 @@ def test_json_format() -> None:
         "upstream_status": 200,
         "upstream_response_time": 0.01,
         "cache_status": "MISS",
+        "request_id": "0123456789abcdef0123456789abcdef",
     }

@@ -397,7 +397,7 @@ def test_top_level_errors(data: Any, expected: str) -> None:
         (
             "access_log",
             {"format": "apache"},
-            "access_log.format: expected one of combined, json, got 'apache'",
+            "access_log.format: no log format 'apache': combined, json or one of log_formats",
         ),
         (
             "access_log",
@@ -671,7 +671,8 @@ L = "servers[0].locations[0]"
         (
             {"path": "/"},
             f"{L}: a location needs one handler: root or alias (static files), proxy (an "
-            f"upstream) or return (a fixed response)",
+            f"upstream), return (a fixed response), or stub_status, metrics or status_page "
+            f"(edge's own state)",
         ),
         (
             {"path": "/", "root": "/srv", "proxy": "app"},

@@ -92,6 +92,7 @@ NOT_KEYS = {
     "LimitConnZone.name",
     "ProxyParam.name",
     "AddHeader.name",
+    "LogFormatSpec.name",
 }
 # Classes written as one scalar in YAML ("127.0.0.1:80", "deny all", "4 8k", "30d").
 SCALARS = {"Endpoint", "Listen", "AccessRule", "HeaderBuffers", "Expires", "ErrorPage"}

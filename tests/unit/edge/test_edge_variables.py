@@ -46,6 +46,7 @@ HEADERS = [
     (b"x-multi", b"b"),
     (b"content-type", b"text/plain"),
     (b"user-agent", b"tester/1.0"),
+    (b"x-request-id", b"req-42"),  # trusted below, so $request_id is the same everywhere
 ]
 TARGET = "/p%20q/x?a=1&Mixed=Two&empty="
 
@@ -79,6 +80,7 @@ EXPECTED = {
     "proxy_add_x_forwarded_for": b"10.0.0.1, 192.0.2.7",
     "remote_addr": b"192.0.2.7",
     "remote_port": b"50000",
+    "request_id": b"req-42",
     "request_method": b"GET",
     "request_uri": TARGET.encode(),
     "scheme": b"http",
@@ -104,7 +106,11 @@ EXPECTED = {
 def _exchange(location: Location, server: Server | None = None) -> Exchange:
     server = server or Server(server_name=("localhost",), locations=(location,))
     config = EdgeConfig(servers=(server,))
-    return make_exchange(config, "GET", TARGET, headers=list(HEADERS), client_ip="192.0.2.7")
+    exchange = make_exchange(
+        config, "GET", TARGET, headers=list(HEADERS), client_ip="192.0.2.7"
+    )
+    exchange.request.trusts_request_id = True
+    return exchange
 
 
 def _value(name: str) -> bytes:
@@ -233,3 +239,20 @@ def test_proxy_params_and_host_header_show_the_same_values(protocol: str) -> Non
             assert seen["host"] == b"h-Two"
 
     asyncio.run(scenario())
+
+
+def test_request_id_is_32_hex_made_once_per_request_and_trusted_only_when_sane() -> None:
+    location = Location("/", "prefix", ReturnHandler(200))
+    config = EdgeConfig(servers=(Server(locations=(location,)),))
+    template = compile_template("$request_id")
+    first = make_exchange(config, "GET", "/").request
+    value = expand(template, first)
+    assert len(value) == 32 and all(c in b"0123456789abcdef" for c in value)
+    assert expand(template, first) == value  # fixed for the request
+    assert expand(template, make_exchange(config, "GET", "/").request) != value
+    untrusted = make_exchange(config, "GET", "/", headers=[(b"x-request-id", b"abc")]).request
+    assert len(expand(template, untrusted)) == 32  # trust_incoming is off
+    for incoming, taken in ((b"abc-1", True), (b"", False), (b"a b", False), (b"x" * 129, False)):
+        request = make_exchange(config, "GET", "/", headers=[(b"x-request-id", incoming)]).request
+        request.trusts_request_id = True
+        assert (expand(template, request) == incoming) is taken, incoming
