@@ -10,6 +10,8 @@
 #   make wheelhouse   host-side wheels for an offline image build
 #   make postgres-image   Debian's PostgreSQL as an image (air-gapped when it must be)
 #   make up-postgres  the compose stack on the `postgres` service instead of SQLite
+#   make prometheus-image   Debian's Prometheus as an image (air-gapped when it must be)
+#   make up PROFILE=monitoring   the stack and Prometheus on 127.0.0.1:9090 (docs/compose.md)
 #   make swarm-up / swarm-down   deploy/stack.yaml on a Docker Swarm (docs/deploy.md)
 
 IMAGE ?= wsgistack:latest
@@ -22,6 +24,11 @@ AIRGAPPED ?= auto
 # The database image of the multi-host deployments (docker/postgres/).
 POSTGRES_IMAGE ?= wsgistack/postgres:15
 DEFAULT_POSTGRES_BASE_IMAGE ?= debian:bookworm-slim
+# The Prometheus of the `monitoring` profile (docker/prometheus/).
+PROMETHEUS_IMAGE ?= wsgistack/prometheus:2
+DEFAULT_PROMETHEUS_BASE_IMAGE ?= debian:bookworm-slim
+# compose.yaml's profiles for `make up`, comma-separated: monitoring, postgres.
+PROFILE ?=
 # The development password of `make up-postgres`; set it for anything real.
 POSTGRES_PASSWORD ?= compose-dev-only-insecure-db-password
 STACK ?= wsgistack
@@ -32,15 +39,16 @@ PYTHON ?= python3
 
 WHEELHOUSE_STAMP := build/wheelhouse/.complete
 
-.PHONY: test test-fast check image postgres-image base-image wheelhouse up up-postgres down \
+.PHONY: test test-fast check image postgres-image prometheus-image base-image wheelhouse up up-postgres down \
 	swarm-up swarm-down bench bench-quick
 
 # Everything, as CI runs it: the image (for the compose topology tests), the
 # venv with the test dependencies, then pytest.  `make test-fast` skips Docker.
-test: image postgres-image
+test: image postgres-image prometheus-image
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install -e '.[test]'
-	WSGISTACK_IMAGE='$(IMAGE)' WSGISTACK_POSTGRES_IMAGE='$(POSTGRES_IMAGE)' .venv/bin/pytest $(PYTEST_ARGS)
+	WSGISTACK_IMAGE='$(IMAGE)' WSGISTACK_POSTGRES_IMAGE='$(POSTGRES_IMAGE)' \
+		WSGISTACK_PROMETHEUS_IMAGE='$(PROMETHEUS_IMAGE)' .venv/bin/pytest $(PYTEST_ARGS)
 
 test-fast:
 	test -x .venv/bin/python || $(PYTHON) -m venv .venv
@@ -104,18 +112,52 @@ postgres-image:
 			-t '$(POSTGRES_IMAGE)' docker/postgres; \
 	fi
 
-up: image
-	WSGISTACK_IMAGE='$(IMAGE)' scripts/compose.sh up $(COMPOSE_UP_ARGS)
+# The same decision again, for Debian's prometheus (docker/prometheus/).
+prometheus-image:
+	@set -e; \
+	mode='$(AIRGAPPED)'; \
+	if [ "$$mode" = auto ]; then \
+		if docker image inspect '$(DEFAULT_PROMETHEUS_BASE_IMAGE)' >/dev/null 2>&1; then mode=0; else mode=1; fi; \
+	fi; \
+	if [ "$$mode" = 1 ]; then \
+		echo "make prometheus-image: building on $(BASE_IMAGE) from .debs fetched by the host (air-gapped; AIRGAPPED=0 builds on $(DEFAULT_PROMETHEUS_BASE_IMAGE))"; \
+		$(MAKE) --no-print-directory base-image; \
+		PROMETHEUS_IMAGE='$(PROMETHEUS_IMAGE)' BASE_IMAGE='$(BASE_IMAGE)' DOCKER_BUILD_ARGS='$(DOCKER_BUILD_ARGS)' \
+			scripts/build-prometheus-image.sh; \
+	else \
+		echo "docker build $(DOCKER_BUILD_ARGS) -t $(PROMETHEUS_IMAGE) docker/prometheus"; \
+		docker build --build-arg BASE_IMAGE='$(DEFAULT_PROMETHEUS_BASE_IMAGE)' $(DOCKER_BUILD_ARGS) \
+			-t '$(PROMETHEUS_IMAGE)' docker/prometheus; \
+	fi
 
-# compose.yaml's `postgres` profile, and every Django service pointed at it.
-up-postgres: image postgres-image
+# PROFILE=monitoring,postgres turns compose.yaml's profiles on (COMPOSE_PROFILES,
+# which compose v1.28+ and v2 read) and builds the images they need first.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+UP_PROFILES := $(strip $(subst $(comma), ,$(PROFILE)))
+KNOWN_PROFILES := monitoring postgres
+ifneq ($(filter-out $(KNOWN_PROFILES),$(UP_PROFILES)),)
+$(error PROFILE=$(PROFILE): unknown profile '$(filter-out $(KNOWN_PROFILES),$(UP_PROFILES))' (compose.yaml has: $(KNOWN_PROFILES)))
+endif
+
+up: image $(if $(filter monitoring,$(UP_PROFILES)),prometheus-image) \
+		$(if $(filter postgres,$(UP_PROFILES)),postgres-image)
 	WSGISTACK_IMAGE='$(IMAGE)' WSGISTACK_POSTGRES_IMAGE='$(POSTGRES_IMAGE)' \
-		COMPOSE_PROFILES=postgres POSTGRES_PASSWORD='$(POSTGRES_PASSWORD)' \
-		DATABASE_URL='postgres://wsgistack:$(POSTGRES_PASSWORD)@postgres:5432/wsgistack' \
+		WSGISTACK_PROMETHEUS_IMAGE='$(PROMETHEUS_IMAGE)' \
+		$(if $(UP_PROFILES),COMPOSE_PROFILES='$(subst $(space),$(comma),$(UP_PROFILES))') \
+		$(if $(filter postgres,$(UP_PROFILES)),POSTGRES_PASSWORD='$(POSTGRES_PASSWORD)' \
+			DATABASE_URL='postgres://wsgistack:$(POSTGRES_PASSWORD)@postgres:5432/wsgistack') \
 		scripts/compose.sh up $(COMPOSE_UP_ARGS)
 
+# compose.yaml's `postgres` profile, and every Django service pointed at it
+# (PROFILE=monitoring adds Prometheus).
+up-postgres:
+	@$(MAKE) --no-print-directory up PROFILE='postgres$(if $(UP_PROFILES),$(comma)$(PROFILE))'
+
+# Every profile's services too, whichever were started.
 down:
-	WSGISTACK_IMAGE='$(IMAGE)' COMPOSE_PROFILES=postgres scripts/compose.sh down --remove-orphans
+	WSGISTACK_IMAGE='$(IMAGE)' COMPOSE_PROFILES=postgres,monitoring scripts/compose.sh down --remove-orphans
 
 # deploy/stack.yaml on the Swarm this node belongs to (docs/deploy.md): the
 # two secrets must exist (`docker secret create`), the images must be on
