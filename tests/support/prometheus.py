@@ -87,55 +87,16 @@ def config_text(
     return text
 
 
-class PrometheusProcess(ServerProcess):
-    """``prometheus`` on 127.0.0.1:0 with a configuration and a TSDB of its own."""
+class PrometheusAPI:
+    """Prometheus's HTTP API on 127.0.0.1:``port``: a test's own process, or compose's."""
 
-    def __init__(self, workdir: Path, config: str) -> None:
-        self.workdir = workdir
-        self.config_path = workdir / "prometheus.yml"
-        self.config_path.write_text(config)
-        super().__init__(
-            [
-                PROMETHEUS,
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                "--web.listen-address=127.0.0.1:0",
-                # SIGHUP reloads; no /-/reload or admin endpoints are needed.
-                "--log.level=info",
-            ],
-            cwd=workdir,
-            log_path=workdir / "prometheus.log",
-        )
-        self.port = 0
+    def __init__(self, port: int, process: ServerProcess | None = None) -> None:
+        self.port = port
+        # When set, a wait fails at once (with its log) if that process has exited.
+        self.process = process
 
-    def __enter__(self) -> PrometheusProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> PrometheusProcess:
-        super().start()
-        self.port = int(self.wait_for_log(LISTENING, timeout=READY_TIMEOUT).group(1))
-        wait_until(
-            lambda: self._get("/-/ready")[0] == 200,
-            timeout=READY_TIMEOUT,
-            what="prometheus /-/ready",
-            process=self,
-        )
-        return self
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    # -- HTTP API
+    def ready(self) -> bool:
+        return self._get("/-/ready")[0] == 200
 
     def _get(self, target: str) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -201,7 +162,7 @@ class PrometheusProcess(ServerProcess):
 
         try:
             return wait_until(
-                check, timeout=timeout, what=what or expr, process=self, interval=0.25
+                check, timeout=timeout, what=what or expr, process=self.process, interval=0.25
             )[0]
         except AssertionError as exc:
             raise PrometheusError(
@@ -222,6 +183,55 @@ class PrometheusProcess(ServerProcess):
             f"{t['labels'].get('job')} {t['scrapeUrl']} {t['health']} {t['lastError']}".strip()
             for t in targets
         )
+
+
+class PrometheusProcess(ServerProcess, PrometheusAPI):
+    """``prometheus`` on 127.0.0.1:0 with a configuration and a TSDB of its own."""
+
+    def __init__(self, workdir: Path, config: str, *, listen: str = "127.0.0.1:0") -> None:
+        self.workdir = workdir
+        self.config_path = workdir / "prometheus.yml"
+        self.config_path.write_text(config)
+        super().__init__(
+            [
+                PROMETHEUS,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address={listen}",
+                # SIGHUP reloads; no /-/reload or admin endpoints are needed.
+                "--log.level=info",
+            ],
+            cwd=workdir,
+            log_path=workdir / "prometheus.log",
+        )
+        PrometheusAPI.__init__(self, 0, self)
+
+    def __enter__(self) -> PrometheusProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> PrometheusProcess:
+        super().start()
+        self.port = int(self.wait_for_log(LISTENING, timeout=READY_TIMEOUT).group(1))
+        wait_until(
+            self.ready,
+            timeout=READY_TIMEOUT,
+            what="prometheus /-/ready",
+            process=self,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 def start_prometheus(

@@ -48,11 +48,13 @@ from typing import Any
 import yaml
 
 from tests.support.processes import REPO, ServerProcess
+from tests.support.prometheus import PrometheusAPI, PrometheusProcess
 
 COMPOSE_SH = REPO / "scripts" / "compose.sh"
 COMPOSE_FILE = REPO / "compose.yaml"
 EDGE_YAML = REPO / "deploy" / "edge.yaml"
 APPSERVER_INI = REPO / "deploy" / "appserver.ini"
+PROMETHEUS_YML = REPO / "deploy" / "prometheus.yml"
 SAMPLEAPP = REPO / "sampleapp"
 
 # The edge's three server blocks (deploy/edge.yaml), by what they serve.
@@ -62,6 +64,8 @@ SPA = "spa"  # :8080 -> the SPA
 CONTAINER_PORTS = {DJANGO: 8000, GUNICORN: 8001, SPA: 8080}
 HTTPS_PORT = 8443  # the Django site over TLS (HTTP/2); not in CONTAINER_PORTS: not plain HTTP
 MONITORING_PORT = 9145  # edge's /metrics, /stub_status, /status (compose network only)
+PROMETHEUS_PORT = 9090  # the `monitoring` profile's Prometheus, published on loopback
+DEFAULT_PROMETHEUS_IMAGE = "wsgistack/prometheus:2"  # `make prometheus-image`
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 
 # What compose.yaml's `migrate` service pre-compresses for gzip_static.
@@ -241,6 +245,17 @@ def wait_until_serving(ports: dict[str, int], timeout: float) -> None:
         time.sleep(0.25)
 
 
+def wait_until_prometheus_ready(prometheus: PrometheusAPI, timeout: float) -> None:
+    """Poll /-/ready on the stack's Prometheus until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while not prometheus.ready():
+        if time.monotonic() > deadline:
+            raise TopologyError(
+                f"Prometheus on 127.0.0.1:{prometheus.port} was not ready within {timeout:.0f} s"
+            )
+        time.sleep(0.25)
+
+
 # --- the interface ----------------------------------------------------------------
 
 
@@ -250,6 +265,20 @@ class Topology(ABC):
     notes: list[str]  # things worth telling the person running the tests
     env: dict[str, str]  # the stack's environment; a test may add to it before up()
     https_port: int = 0  # the published HTTPS port (edge :8443), once up
+    # With ``monitoring``: compose.yaml's `monitoring` profile (Prometheus), and
+    # its published port once up.
+    monitoring: bool = False
+    prometheus_port: int = 0
+
+    def prometheus(self) -> PrometheusAPI:
+        """The stack's Prometheus (``monitoring`` stacks only)."""
+        if not self.monitoring or not self.prometheus_port:
+            raise TopologyError("this stack runs without the monitoring profile")
+        return PrometheusAPI(self.prometheus_port)
+
+    @abstractmethod
+    def edge_server_label(self, name: str) -> str:
+        """The ``server`` label of edge's metrics for one of its server blocks (DJANGO, ...)."""
 
     @abstractmethod
     def dev_ca(self) -> bytes:
@@ -305,12 +334,12 @@ class Topology(ABC):
         return f"--- {self.mode} stack logs (last {DESCRIBE_TAIL} lines of each) ---\n{self.logs(DESCRIBE_TAIL)}"
 
 
-def topology_from_env(workdir: Path) -> Topology:
+def topology_from_env(workdir: Path, *, monitoring: bool = False) -> Topology:
     mode = os.environ.get("WSGISTACK_TOPOLOGY", "compose").strip().lower() or "compose"
     if mode == "compose":
-        return ComposeTopology(workdir)
+        return ComposeTopology(workdir, monitoring=monitoring)
     if mode == "local":
-        return LocalTopology(workdir)
+        return LocalTopology(workdir, monitoring=monitoring)
     raise TopologyError(f"WSGISTACK_TOPOLOGY={mode!r}: expected 'compose' or 'local'")
 
 
@@ -340,9 +369,13 @@ class Container:
 class ComposeTopology(Topology):
     mode = "compose"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, monitoring: bool = False) -> None:
         self.workdir = workdir
+        self.monitoring = monitoring
         self.image = os.environ.get("WSGISTACK_IMAGE") or "wsgistack:latest"
+        self.prometheus_image = (
+            os.environ.get("WSGISTACK_PROMETHEUS_IMAGE") or DEFAULT_PROMETHEUS_IMAGE
+        )
         self.project = f"wsgistack-topology-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.ports = {}
         self._started = False
@@ -360,6 +393,8 @@ class ComposeTopology(Topology):
             WSGISTACK_PORT_GUNICORN="0",
             WSGISTACK_PORT_SPA="0",
             WSGISTACK_PORT_HTTPS="0",
+            WSGISTACK_PORT_PROMETHEUS="0",
+            WSGISTACK_PROMETHEUS_IMAGE=self.prometheus_image,
         )
         self.env = env
 
@@ -440,6 +475,13 @@ class ComposeTopology(Topology):
                 "(or set WSGISTACK_IMAGE); the tests never build or pull it"
             )
         self._note_stale_image(image.stdout.strip())
+        if self.monitoring:
+            found = self.docker("image", "inspect", self.prometheus_image, check=False)
+            if found.returncode != 0:
+                raise TopologyError(
+                    f"image {self.prometheus_image} not found: run `make prometheus-image` "
+                    "first (or set WSGISTACK_PROMETHEUS_IMAGE); the tests never build or pull it"
+                )
 
     def _note_stale_image(self, created: str) -> None:
         """Say so when the code changed after the image was built: the tests run the image."""
@@ -464,6 +506,10 @@ class ComposeTopology(Topology):
             )
 
     def up(self) -> None:
+        if self.monitoring:
+            # Added to whatever a subclass turned on (the postgres stack: `postgres`).
+            profiles = {p for p in self.env.get("COMPOSE_PROFILES", "").split(",") if p}
+            self.env["COMPOSE_PROFILES"] = ",".join(sorted(profiles | {"monitoring"}))
         self.preflight()
         self._started = True
         try:
@@ -472,6 +518,9 @@ class ComposeTopology(Topology):
                 self.ports[name] = self._published_port(container_port)
             self.https_port = self._published_port(HTTPS_PORT)
             wait_until_serving(self.ports, READY_TIMEOUT)
+            if self.monitoring:
+                self.prometheus_port = self._published_port(PROMETHEUS_PORT, "prometheus")
+                wait_until_prometheus_ready(self.prometheus(), READY_TIMEOUT)
         except TopologyError as exc:
             raise TopologyError(f"{exc}\n{self.describe()}") from None
 
@@ -479,15 +528,15 @@ class ComposeTopology(Topology):
         result = self.compose("exec", "-T", "edge", "cat", "/srv/tls/dev-ca.crt")
         return result.stdout.encode()
 
-    def _published_port(self, container_port: int) -> int:
+    def _published_port(self, container_port: int, service: str = "edge") -> int:
         deadline = time.monotonic() + 30
         while True:
-            out = self.compose("port", "edge", str(container_port), check=False).stdout.strip()
+            out = self.compose("port", service, str(container_port), check=False).stdout.strip()
             match = re.search(r":(\d+)$", out)
             if match and int(match.group(1)):
                 return int(match.group(1))
             if time.monotonic() > deadline:
-                raise TopologyError(f"edge publishes no port for {container_port}: {out!r}")
+                raise TopologyError(f"{service} publishes no port for {container_port}: {out!r}")
             time.sleep(0.5)
 
     def down(self) -> None:
@@ -499,6 +548,10 @@ class ComposeTopology(Topology):
 
     def appserver_replicas(self) -> list[str]:
         return [c.name for c in self.containers("appserver") if c.running]
+
+    def edge_server_label(self, name: str) -> str:
+        # deploy/edge.yaml's `listen: 8000` is all addresses.
+        return f"0.0.0.0:{CONTAINER_PORTS[name]}"
 
     def replica_of(self, served_by: str | None) -> str | None:
         if not served_by:
@@ -589,6 +642,7 @@ class LocalReplica:
     name: str
     server: ServerProcess
     address: tuple[str, int]
+    metrics: tuple[str, int]  # its metrics-http listener (the `appserver` scrape target)
     pids: set[int] = field(default_factory=set)
     running: bool = True
 
@@ -601,8 +655,13 @@ class LocalReplica:
 class LocalTopology(Topology):
     mode = "local"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, monitoring: bool = False) -> None:
         self.workdir = workdir
+        self.monitoring = monitoring
+        self.prometheus_process: PrometheusProcess | None = None
+        # No DNS here: the appserver scrape targets come from this file
+        # (file_sd), rewritten whenever replicas come and go.
+        self.prometheus_targets = workdir / "appserver-targets.json"
         self.ports = {}
         self.monitoring_port = 0
         self.static_root = workdir / "static"
@@ -658,8 +717,39 @@ class LocalTopology(Topology):
                 env=self.env,
             ).start()
             wait_until_serving(self.ports, READY_TIMEOUT)
+            if self.monitoring:
+                self._start_prometheus()
         except AssertionError as exc:
             raise TopologyError(f"{exc}\n{self.describe()}") from None
+
+    def _start_prometheus(self) -> None:
+        """deploy/prometheus.yml with this machine's targets, on the host's prometheus."""
+        port = free_port()
+        config = yaml.safe_load(PROMETHEUS_YML.read_text())
+        for job in config["scrape_configs"]:
+            if job["job_name"] == "edge":
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.monitoring_port}"]}]
+            elif job["job_name"] == "appserver":
+                del job["dns_sd_configs"]
+                job["file_sd_configs"] = [
+                    {"files": [str(self.prometheus_targets)], "refresh_interval": "1s"}
+                ]
+            elif job["job_name"] == "prometheus":
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+        self._write_prometheus_targets()
+        directory = self.workdir / "prometheus"
+        directory.mkdir(exist_ok=True)
+        self.prometheus_process = PrometheusProcess(
+            directory, yaml.safe_dump(config, sort_keys=False), listen=f"127.0.0.1:{port}"
+        ).start()
+        self.prometheus_port = port
+
+    def _write_prometheus_targets(self) -> None:
+        targets = [f"{r.metrics[0]}:{r.metrics[1]}" for r in self.replicas if r.running]
+        # Whole or not at all: Prometheus may read the file at any moment.
+        partial = self.prometheus_targets.with_suffix(".tmp")
+        partial.write_text(json.dumps([{"targets": targets, "labels": {}}]))
+        partial.replace(self.prometheus_targets)
 
     def _start_appserver(self) -> LocalReplica:
         self._started_replicas += 1
@@ -668,6 +758,10 @@ class LocalTopology(Topology):
         text = APPSERVER_INI.read_text()
         text = re.sub(r"(?m)^socket = .*$", "socket = 127.0.0.1:0", text)
         text = re.sub(r"(?m)^chdir = .*$", f"chdir = {SAMPLEAPP}", text)
+        # The metrics listener (deploy/appserver.ini's `metrics-http = :9192`) on a
+        # loopback port of its own; the scrape target is that port either way.
+        metrics = ("127.0.0.1", free_port())
+        text = re.sub(r"(?m)^metrics-http = .*$", f"metrics-http = {metrics[0]}:{metrics[1]}", text)
         ini.write_text(text)
         server = ServerProcess(
             [sys.executable, "-m", "appserver", "--ini", str(ini)],
@@ -677,7 +771,7 @@ class LocalTopology(Topology):
         ).start()
         address = server.address("uwsgi")
         server.wait_ready(workers=2)
-        replica = LocalReplica(f"appserver-{number}", server, address)
+        replica = LocalReplica(f"appserver-{number}", server, address, metrics)
         replica.worker_pids()
         self.replicas.append(replica)
         return replica
@@ -733,6 +827,8 @@ class LocalTopology(Topology):
         ]
         config["upstreams"]["gunicorn"]["servers"][0]["address"] = f"127.0.0.1:{self.gunicorn_port}"
         self.edge_config.write_text(yaml.safe_dump(config, sort_keys=False))
+        if self.prometheus_process is not None:
+            self._write_prometheus_targets()
 
     def dev_ca(self) -> bytes:
         return (self.workdir / "tls" / "dev-ca.crt").read_bytes()
@@ -748,7 +844,7 @@ class LocalTopology(Topology):
     def down(self) -> None:
         """Stop as `docker compose down` does: edge first (SIGQUIT), then the backends (SIGTERM)."""
         stages = [
-            [(self.edge, signal.SIGQUIT)],
+            [(self.prometheus_process, signal.SIGTERM), (self.edge, signal.SIGQUIT)],
             [(self.gunicorn, signal.SIGTERM)]
             + [(r.server, signal.SIGTERM) for r in self.replicas if r.running],
         ]
@@ -768,6 +864,9 @@ class LocalTopology(Topology):
 
     def appserver_replicas(self) -> list[str]:
         return [r.name for r in self.replicas if r.running]
+
+    def edge_server_label(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
 
     def replica_of(self, served_by: str | None) -> str | None:
         if not served_by:
@@ -794,6 +893,8 @@ class LocalTopology(Topology):
         replica.server.signal(signal.SIGTERM)
         replica.server.wait(timeout=40)
         replica.running = False
+        if self.prometheus_process is not None:
+            self._write_prometheus_targets()  # as the replica leaves Docker's DNS
 
     def start_replica(self, name: str) -> None:
         replica = self._replica(name)
@@ -841,7 +942,8 @@ class LocalTopology(Topology):
 
     def logs(self, tail: int | None = None) -> str:
         parts = []
-        for process in [self.edge, self.gunicorn, *(r.server for r in self.replicas)]:
+        processes = [self.edge, self.gunicorn, *(r.server for r in self.replicas)]
+        for process in [*processes, self.prometheus_process]:
             if process is not None:
                 lines = process.log().splitlines()[-tail if tail else 0 :]
                 parts.append(f"--- {process.log_path.name} ---\n" + "\n".join(lines))

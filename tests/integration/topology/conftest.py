@@ -36,6 +36,8 @@ from tests.support.topology import (
 LOG_DIR = REPO / "build" / "topology-logs"
 IN_FLIGHT = "/slow?ms=2000"  # requests that are running when `down` starts
 REPORT_TAIL = 40  # lines of each service's log attached to a failed test
+# Modules whose tests scale, stop or reload (and put the stack back): run last.
+CHANGE_THE_STACK = {"test_operations.py", "test_monitoring.py"}
 
 
 def _say(config: pytest.Config, line: str) -> None:
@@ -55,7 +57,8 @@ def _say(config: pytest.Config, line: str) -> None:
 def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Topology]:
-    topology = topology_from_env(tmp_path_factory.mktemp("topology"))
+    # With the `monitoring` profile: test_monitoring.py queries its Prometheus.
+    topology = topology_from_env(tmp_path_factory.mktemp("topology"), monitoring=True)
     started = time.monotonic()
     try:
         topology.up()
@@ -121,6 +124,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     here = Path(__file__).parent
     slots = [i for i, item in enumerate(items) if Path(str(item.path)).parent == here]
     ours = [items[i] for i in slots]
-    ours.sort(key=lambda item: Path(str(item.path)).name == "test_operations.py")
+    ours.sort(key=lambda item: Path(str(item.path)).name in CHANGE_THE_STACK)
     for i, item in zip(slots, ours, strict=True):
         items[i] = item
