@@ -58,7 +58,13 @@ def test_one_up_series_per_replica_and_edge_is_up(stack: Topology) -> None:
         what='up{job="edge"} == 1',
     )
     assert edge[0].labels["instance"].endswith(":9145") or stack.mode == "local", edge
-    assert prometheus.value('up{job="prometheus"}') == 1
+    # Each target has its own offset in the scrape interval: wait for this one's first too.
+    prometheus.wait_for(
+        'up{job="prometheus"}',
+        lambda samples: len(samples) == 1 and samples[0].value == 1,
+        timeout=DISCOVERY_BOUND,
+        what='up{job="prometheus"} == 1',
+    )
 
 
 def test_requests_through_edge_show_in_its_counters(stack: Topology) -> None:
