@@ -17,6 +17,7 @@ targets are there but down: the series count is what proves discovery.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -121,9 +122,13 @@ def test_scaling_is_followed_by_discovery(stack: Topology) -> None:
     _wait_for_replicas(prometheus, 2)
     try:
         stack.scale_appserver(3)
+        scaled = time.monotonic()
         three = _wait_for_replicas(prometheus, 3)
-        print(f"targets after --scale appserver=3: {_series(three)}")
+        took = time.monotonic() - scaled
+        print(f"3 targets {took:.1f} s after --scale appserver=3 returned: {_series(three)}")
     finally:
         stack.scale_appserver(2)
+    scaled = time.monotonic()
     two = _wait_for_replicas(prometheus, 2)
-    print(f"targets after --scale appserver=2: {_series(two)}")
+    took = time.monotonic() - scaled
+    print(f"2 targets {took:.1f} s after --scale appserver=2 returned: {_series(two)}")
