@@ -10,6 +10,9 @@ through ``/api/v1/query``, and ``wait_for(...)`` polls a query until a
 condition holds, with a deadline, because a scrape happens on Prometheus's
 clock, not the test's.
 
+``PrometheusAPI(port)`` is the same client for a Prometheus the test did not
+start (the compose stack's, ``Topology.prometheus()``).
+
 Scrapes come every ``scrape_interval`` (1 s by default: the smallest interval
 that keeps ``rate(...[10s])`` meaningful in a test).  The process stops with
 SIGTERM, Prometheus's clean stop, when ``stop()`` is called or the ``with``
