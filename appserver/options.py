@@ -161,8 +161,8 @@ def _parse_address(raw: str) -> str:
 
 def _parse_tcp_address(raw: str) -> str:
     """An address Prometheus can scrape: host:port, :port or [v6]:port, never a unix socket."""
-    address = _parse_address(raw)
-    if address.startswith("@") or ":" not in address or "/" in address:
+    address = raw.strip() and _parse_address(raw)
+    if not address or address.startswith("@") or ":" not in address or "/" in address:
         raise ValueError(
             f"expected [host]:port such as 10.0.0.5:9192 or :9192 (Prometheus scrapes "
             f"over TCP), got {raw!r}"

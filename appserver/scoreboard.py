@@ -240,6 +240,12 @@ class CoreSlot:
             memoryview(memory)[start : start + _HISTOGRAM.size].cast("q") if histogram else None
         )
 
+    def close(self) -> None:
+        """Let go of the histogram's view, so that the board can be unmapped (tests)."""
+        if self.histogram is not None:
+            self.histogram.release()
+            self.histogram = None
+
     def begin(self, started: float, request_line: bytes) -> None:
         """A request started at wall time ``started`` (epoch seconds)."""
         offset = self.offset

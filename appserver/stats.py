@@ -43,7 +43,8 @@ _UNIX_DIAG_RQLEN = 4
 _NO_COOKIE = 0xFFFFFFFF
 _NLMSG = struct.Struct("=IHHII")  # length, type, flags, seq, pid
 _UNIX_DIAG_REQ = struct.Struct("=BBHIIIII")  # family, protocol, pad, states, ino, show, cookie
-_UNIX_DIAG_MSG_SIZE = 16
+_UNIX_DIAG_MSG_SIZE = 16  # family, type, state, pad, inode, cookie
+_TCP_LISTEN = 10  # a unix socket's state uses TCP's numbers
 _ATTR = struct.Struct("=HH")  # rtattr: length, type
 _RQLEN = struct.Struct("=II")  # for a listener: queue length, backlog
 
@@ -63,8 +64,8 @@ def unix_listen_queue(sock: socket.socket) -> tuple[int, int] | None:
             diag.sendto(header + request, (0, 0))
             data = diag.recv(8192)
         length, kind, _, _, _ = _NLMSG.unpack_from(data)
-        if kind == _NLMSG_ERROR:
-            return None
+        if kind == _NLMSG_ERROR or data[_NLMSG.size + 2] != _TCP_LISTEN:
+            return None  # udiag_state: only a listener's queue is an accept queue
         offset = _NLMSG.size + _UNIX_DIAG_MSG_SIZE
         while offset + _ATTR.size <= min(length, len(data)):
             size, attribute = _ATTR.unpack_from(data, offset)

@@ -51,6 +51,7 @@ class _Connection:
     deadline: float
     head: bytearray = field(default_factory=bytearray)
     out: memoryview | None = None  # the answer still to send; None while reading
+    lingering: bool = False  # answered and shut down for writing: reading until EOF
 
 
 def response(status: int, content_type: str, body: bytes, *, head_only: bool = False) -> bytes:
@@ -97,11 +98,15 @@ class StatusServer:
         self.connections: dict[int, _Connection] = {}
 
     def read_fds(self) -> list[int]:
-        fds = [fd for fd, conn in self.connections.items() if conn.out is None]
+        fds = [fd for fd, conn in self.connections.items() if conn.out is None or conn.lingering]
         return [self.sock.fileno(), *fds]
 
     def write_fds(self) -> list[int]:
-        return [fd for fd, conn in self.connections.items() if conn.out is not None]
+        return [
+            fd
+            for fd, conn in self.connections.items()
+            if conn.out is not None and not conn.lingering
+        ]
 
     def step(self, readable: Iterable[int], writable: Iterable[int], now: float) -> None:
         ready = set(readable)
@@ -109,16 +114,19 @@ class StatusServer:
             self._accept(now)
         for fd in ready:
             conn = self.connections.get(fd)
-            if conn is not None and conn.out is None:
+            if conn is not None and conn.lingering:
+                self._discard(fd, conn)
+            elif conn is not None and conn.out is None:
                 self._read(fd, conn)
         for fd in writable:
             conn = self.connections.get(fd)
-            if conn is not None and conn.out is not None:
+            if conn is not None and conn.out is not None and not conn.lingering:
                 self._write(fd, conn)
         for fd, conn in list(self.connections.items()):
             if now > conn.deadline:
-                if conn.out is None and conn.head:
+                if conn.out is None:
                     self._send_quietly(conn.sock, _error(408, "request head too slow"))
+                    # (Also to one that sent nothing: it may be a TCP health check.)
                 self._close(fd)
 
     def _accept(self, now: float) -> None:
@@ -171,6 +179,28 @@ class StatusServer:
             return
         conn.out = conn.out[sent:]
         if not conn.out:
+            self._linger(fd, conn)
+
+    def _linger(self, fd: int, conn: _Connection) -> None:
+        """nginx's lingering close: a client whose request bytes are still unread
+        would get a reset that can destroy the answer in flight, so half-close
+        and read until it closes too (or the deadline)."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(fd)
+            return
+        conn.lingering = True
+        self._discard(fd, conn)
+
+    def _discard(self, fd: int, conn: _Connection) -> None:
+        try:
+            while data := conn.sock.recv(65536):
+                del data
+            self._close(fd)  # EOF
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
             self._close(fd)
 
     @staticmethod
