@@ -928,7 +928,7 @@ def _validate(
             notes.append(f"{origin['pythonpath']}: directory {directory!r} does not exist")
 
     metrics = values["metrics_http"]
-    if metrics is not None:
+    if metrics is not None and not metrics.endswith(":0"):  # port 0: any free port, never equal
         for field, key in (
             ("sockets", "socket"),
             ("http_sockets", "http-socket"),
