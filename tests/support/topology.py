@@ -668,6 +668,8 @@ class LocalTopology(Topology):
         text = APPSERVER_INI.read_text()
         text = re.sub(r"(?m)^socket = .*$", "socket = 127.0.0.1:0", text)
         text = re.sub(r"(?m)^chdir = .*$", f"chdir = {SAMPLEAPP}", text)
+        # compose's :9192 on every replica's own network; here they share loopback.
+        text = re.sub(r"(?m)^metrics-http = .*$", "metrics-http = 127.0.0.1:0", text)
         ini.write_text(text)
         server = ServerProcess(
             [sys.executable, "-m", "appserver", "--ini", str(ini)],
