@@ -765,7 +765,9 @@ class Arbiter:
             env[RETAINED_ENV] = str(self.totals.fd)
             handed.append(self.totals.fd)
         if self.metrics_server is not None and self.config.metrics_http is not None:
-            # Kept open across exec: scrapes during a reload wait in its queue.
+            # Kept open across exec: scrapes during a reload wait in its queue.  The ones
+            # accepted already are answered first (exec would close them).
+            self.metrics_server.finish(0.5)
             metrics_fd = self.metrics_server.sock.fileno()
             env[METRICS_ENV] = f"{metrics_fd}:{self.config.metrics_http}"
             handed.append(metrics_fd)

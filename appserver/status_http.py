@@ -23,7 +23,9 @@ type, body), which the master provides; this module knows only HTTP.
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -214,6 +216,25 @@ class StatusServer:
         conn = self.connections.pop(fd, None)
         if conn is not None:
             conn.sock.close()
+
+    def finish(self, seconds: float) -> None:
+        """Answer the connections already accepted, for up to ``seconds``, accepting no
+        more: before the master re-executes (the listener survives exec, they would not)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            pending = [fd for fd, conn in self.connections.items() if not conn.lingering]
+            now = time.monotonic()
+            if not pending or now >= deadline:
+                break
+            reading = [fd for fd in pending if self.connections[fd].out is None]
+            writing = [fd for fd in pending if self.connections[fd].out is not None]
+            try:
+                readable, writable, _ = select.select(reading, writing, [], deadline - now)
+            except InterruptedError:
+                continue
+            self.step(readable, writable, time.monotonic())
+        for fd in list(self.connections):
+            self._close(fd)
 
     def close(self) -> None:
         for fd in list(self.connections):

@@ -417,6 +417,15 @@ def test_the_status_page_in_headless_chromium(edge: Edge, tmp_path: Path) -> Non
         edge.get("/pid")
     edge.get("/boom", headers={"X-Request-ID": "page-boom"})
     edge.process.wait_for_log(r"request_id: page-boom")
+    # The worker that logged it publishes its error lines with its once-a-second snapshot.
+    wait_until(
+        lambda: any(
+            "page-boom" in entry["line"]
+            for entry in json.loads(edge.admin_get("/status.json"))["errors"]
+        ),
+        timeout=10,
+        what="the warn line in /status.json",
+    )
     url = f"http://{edge.admin[0]}:{edge.admin[1]}/status"
     # Chromium connects from 127.0.0.1 (loopback's default source): allowed.
     page = chromium.dump_dom(url, tmp_path)

@@ -135,3 +135,20 @@ def test_a_head_too_large_is_refused(server: StatusServer) -> None:
     client.settimeout(5)
     assert _read_all(client).startswith(b"HTTP/1.1 431 ")
     client.close()
+
+
+def test_finish_answers_what_was_accepted_and_accepts_no_more(server: StatusServer) -> None:
+    early = socket.create_connection(server.sock.getsockname())
+    _run(server, 0.1)  # accepted, its head not sent yet
+    assert len(server.connections) == 1
+    late = socket.create_connection(server.sock.getsockname())
+    early.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    server.finish(2.0)
+    assert not server.connections
+    early.settimeout(5)
+    assert _read_all(early).endswith(b"\r\n\r\nup 1\n")
+    early.close()
+    late.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        late.recv(1)  # still in the listener's queue, for the next master
+    late.close()
