@@ -68,7 +68,16 @@ ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 GZIP_SUFFIXES = (".css", ".js", ".svg", ".txt", ".html", ".json")
 
 # What the image copies from the repository (a change here needs `make image`).
-IMAGE_SOURCES = ("edge", "appserver", "uwsgiproto", "httpproto", "sampleapp", "docker")
+IMAGE_SOURCES = (
+    "edge",
+    "appserver",
+    "uwsgiproto",
+    "httpproto",
+    "prefork",
+    "promtext",
+    "sampleapp",
+    "docker",
+)
 
 UP_TIMEOUT = 240.0  # `up -d`, health-ordered; ~20 s here with the image cached
 READY_TIMEOUT = 90.0  # after `up`: every published port answers /healthz
