@@ -68,7 +68,16 @@ ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 GZIP_SUFFIXES = (".css", ".js", ".svg", ".txt", ".html", ".json")
 
 # What the image copies from the repository (a change here needs `make image`).
-IMAGE_SOURCES = ("edge", "appserver", "uwsgiproto", "httpproto", "sampleapp", "docker")
+IMAGE_SOURCES = (
+    "edge",
+    "appserver",
+    "uwsgiproto",
+    "httpproto",
+    "prefork",
+    "promtext",
+    "sampleapp",
+    "docker",
+)
 
 UP_TIMEOUT = 240.0  # `up -d`, health-ordered; ~20 s here with the image cached
 READY_TIMEOUT = 90.0  # after `up`: every published port answers /healthz
@@ -668,6 +677,8 @@ class LocalTopology(Topology):
         text = APPSERVER_INI.read_text()
         text = re.sub(r"(?m)^socket = .*$", "socket = 127.0.0.1:0", text)
         text = re.sub(r"(?m)^chdir = .*$", f"chdir = {SAMPLEAPP}", text)
+        # compose's :9192 on every replica's own network; here they share loopback.
+        text = re.sub(r"(?m)^metrics-http = .*$", "metrics-http = 127.0.0.1:0", text)
         ini.write_text(text)
         server = ServerProcess(
             [sys.executable, "-m", "appserver", "--ini", str(ini)],
