@@ -73,6 +73,7 @@ class AppServerConfig:
     log_format: str | None = None  # None = uWSGI's line; "json"; or a %(var) template
     disable_logging: bool = False  # no per-request lines
     stats: str | None = None  # address of the JSON stats server
+    metrics_http: str | None = None  # address of /metrics, /status, /status.json (TCP)
     vacuum: bool = False
 
     # Where this config came from: the ini file (for messages) and the argv that

@@ -41,6 +41,7 @@ pidfile, and before it loads the app or forks a worker.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -52,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from appserver import listeners as listeners_mod
-from appserver import privileges, router, stats
+from appserver import metrics, privileges, router, stats
 from appserver import scoreboard as sb
 from appserver.config import AppServerConfig, ConfigError
 from appserver.listeners import INHERIT_ENV, Listener, ListenerError, prepare_listener
@@ -66,16 +67,21 @@ from appserver.loader import (
 from appserver.log import emit, format_startup, log_path, redirect_output
 from appserver.pidfile import remove_pidfile, write_pidfile
 from appserver.privileges import PrivilegeError
-from appserver.scoreboard import Scoreboard
+from appserver.scoreboard import Retained, Scoreboard
+from appserver.status_http import StatusServer
+from appserver.status_page import STATUS_PAGE
 from appserver.worker import EXIT_APP_LOAD_FAILED, Worker
 from prefork import ExitStatus, RespawnSchedule, Supervisor, die_with_parent, fork_child
 from prefork import reap as reap_children
 from prefork import send_signal as _signal
+from promtext import CONTENT_TYPE
 
 OLD_WORKERS_ENV = "APPSERVER_OLD_WORKERS"
 OLD_BOARDS_ENV = "APPSERVER_OLD_BOARDS"
 REEXEC_ENV = "APPSERVER_REEXEC"
 LAUNCH_CWD_ENV = "APPSERVER_LAUNCH_CWD"
+RETAINED_ENV = "APPSERVER_RETAINED"  # fd of the retained totals (scoreboard.Retained)
+METRICS_ENV = "APPSERVER_METRICS_LISTENER"  # fd:address of the metrics-http listener
 
 # Exit codes of the appserver command.
 EXIT_OK = 0
@@ -221,9 +227,18 @@ class Arbiter:
     routers: dict[str, int] = field(default_factory=dict)  # http address -> pid of its HTTP front
     # Harakiri's clock: CLOCK_MONOTONIC, the clock CoreSlot.begin records (a seam for tests).
     clock: Callable[[], float] = time.monotonic
+    # Counts of exited workers; a re-executed master gets its predecessor's (run()).
+    retained: Retained | None = None
+    # The metrics-http listener a re-executed master inherited: (socket, its address).
+    metrics_inherited: tuple[socket.socket, str] | None = None
 
     def __post_init__(self) -> None:
         self.board = Scoreboard(workers=2 * self.config.processes, cores=self.config.threads)
+        if self.retained is None:
+            self.retained = Retained(self.config.processes)
+        self.totals: Retained = self.retained
+        self.metrics_server: StatusServer | None = None
+        self._status_page = STATUS_PAGE.encode("utf-8")
         self.workers: dict[int, WorkerProcess] = {}
         self.supervisor = Supervisor()
         self.stopping: str | None = None  # "graceful" or "fast"
@@ -246,6 +261,7 @@ class Arbiter:
         self._install_signals()
         if self.config.stats:
             self._open_stats()
+        self._open_metrics()
         if not self.degraded:
             for worker_id in range(1, self.config.processes + 1):
                 self._spawn(worker_id)
@@ -268,6 +284,26 @@ class Arbiter:
             return
         self.stats_sock = listener.sock
         emit(f"stats server on {listener.bound} (uwsgitop {listener.bound})")
+
+    def _open_metrics(self) -> None:
+        """Serve metrics-http; a re-executed master keeps its predecessor's listener."""
+        address = self.config.metrics_http
+        inherited, self.metrics_inherited = self.metrics_inherited, None
+        if inherited is not None:
+            sock, was = inherited
+            if address == was:
+                self.metrics_server = StatusServer(sock, self._metrics_answer)
+                return
+            sock.close()
+        if address is None:
+            return
+        try:
+            listener = listeners_mod.bind("metrics-http", address, 64, None)
+        except ListenerError as exc:
+            emit(f"metrics server disabled: {exc}")
+            return
+        self.metrics_server = StatusServer(listener.sock, self._metrics_answer)
+        emit(f"metrics server on http://{listener.bound}/metrics (also /status, /status.json)")
 
     # -- spawning ------------------------------------------------------------------
 
@@ -292,6 +328,8 @@ class Arbiter:
             )
 
         pid = fork_child(lambda: self._become_worker(worker_id, slot), on_crash=crashed)
+        if respawns:
+            self.totals.add(worker_id, sb.RESPAWNS)
         self.board.set_pid(slot, pid)
         process = WorkerProcess(
             worker_id, slot, pid, time.monotonic(), respawns, replacing=replacing
@@ -313,6 +351,9 @@ class Arbiter:
                 old.board.board.close_fd()
         if self.stats_sock is not None:
             self.stats_sock.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.totals.close_fd()
         app = self.app
         if app is None:
             try:
@@ -334,12 +375,22 @@ class Arbiter:
         signals = self.supervisor.signals
         while True:
             stats_fd = self.stats_sock.fileno() if self.stats_sock is not None else None
-            ready = self.supervisor.wait(TICK, () if stats_fd is None else (stats_fd,))
+            watched = [] if stats_fd is None else [stats_fd]
+            server = self.metrics_server
+            reading_fds = server.read_fds() if server is not None else []
+            writing_fds = server.write_fds() if server is not None else []
+            ready = self.supervisor.wait(TICK, [*watched, *reading_fds], writing_fds)
             notifications = self.supervisor.read_notifications()
             if notifications:
                 self._read_notifications(notifications)
             if stats_fd is not None and stats_fd in ready:
                 self._serve_stats()
+            if server is not None:
+                server.step(
+                    ready.intersection(reading_fds),
+                    ready.intersection(writing_fds),
+                    time.monotonic(),
+                )
             while signals:
                 result = self._handle_signal(signals.popleft())
                 if result is not None:
@@ -499,6 +550,10 @@ class Arbiter:
             if old is not None:
                 reason = f" ({old.killed_for})" if old.killed_for else ""
                 emit(f"old worker (pid: {pid}) {_describe_exit(status)}{reason}")
+                if old.board is not None:
+                    snapshot = old.board.board.snapshot(old.slot)
+                    if snapshot.pid == old.pid:
+                        self.totals.fold(old.worker_id, snapshot.cores)
                 self._release_board(old.board)
                 continue
             process = self.workers.pop(pid, None)
@@ -514,6 +569,8 @@ class Arbiter:
             inherited.board.close()
 
     def _on_worker_exit(self, process: WorkerProcess, status: ExitStatus) -> None:
+        # Its counts outlive it (before the slot can be reused by a spawn).
+        self.totals.fold(process.worker_id, self.board.snapshot(process.slot).cores)
         self.board.set_state(process.slot, sb.EMPTY)
         self._replace_waiting()  # its slot is free now
         how = _describe_exit(status)
@@ -564,6 +621,7 @@ class Arbiter:
                 f"{core.request_line} has run for {now - core.busy_since_monotonic:.1f}s > harakiri {limit}s; killing it"
             )
             process.killed_for = "harakiri"
+            self.totals.add(process.worker_id, sb.HARAKIRI)
             self.harakiri_counts[process.worker_id] = (
                 self.harakiri_counts.get(process.worker_id, 0) + 1
             )
@@ -585,6 +643,7 @@ class Arbiter:
                 f"{core.request_line} has run for {now - core.busy_since_monotonic:.1f}s > harakiri {inherited.harakiri}s; killing it"
             )
             old.killed_for = "harakiri"
+            self.totals.add(old.worker_id, sb.HARAKIRI)
             _signal(old.pid, signal.SIGKILL)
 
     def _check_rss(self) -> None:
@@ -701,8 +760,19 @@ class Arbiter:
         if self.stats_sock is not None:
             self.stats_sock.close()
             self.stats_sock = None
+        handed = list(board_fds)
+        if self.totals.fd is not None:
+            env[RETAINED_ENV] = str(self.totals.fd)
+            handed.append(self.totals.fd)
+        if self.metrics_server is not None and self.config.metrics_http is not None:
+            # Kept open across exec: scrapes during a reload wait in its queue.  The ones
+            # accepted already are answered first (exec would close them).
+            self.metrics_server.finish(0.5)
+            metrics_fd = self.metrics_server.sock.fileno()
+            env[METRICS_ENV] = f"{metrics_fd}:{self.config.metrics_http}"
+            handed.append(metrics_fd)
         self.supervisor.detach()
-        for fd in board_fds:
+        for fd in handed:
             os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -710,7 +780,7 @@ class Arbiter:
             os.execve(sys.executable, [sys.executable, "-m", "appserver", *argv], env)
         except OSError as exc:
             # Still the old master: undo the hand-over and keep serving.
-            for fd in board_fds:
+            for fd in handed:
                 os.set_inheritable(fd, False)
             for listener in self.listeners:
                 os.set_inheritable(listener.sock.fileno(), False)
@@ -773,6 +843,61 @@ class Arbiter:
             )
         return stats.render_stats(master, sockets, workers, time.time())
 
+    # -- metrics-http ---------------------------------------------------------------------
+
+    def _reading(self) -> metrics.Reading:
+        """The figures now: between two reaps, so every worker is counted exactly once."""
+        processes = []
+        for process in self.workers.values():
+            rss, vsz = stats.memory(process.pid)
+            processes.append(
+                metrics.ProcessReading(
+                    process.worker_id,
+                    process.pid,
+                    False,
+                    process.stop_sent_at is not None,
+                    self.board.snapshot(process.slot),
+                    rss,
+                    vsz,
+                )
+            )
+        for old in self.old_workers.values():
+            if old.board is None:
+                continue
+            snapshot = old.board.board.snapshot(old.slot)
+            if snapshot.pid != old.pid:
+                continue
+            rss, vsz = stats.memory(old.pid)
+            processes.append(
+                metrics.ProcessReading(old.worker_id, old.pid, True, True, snapshot, rss, vsz)
+            )
+        totals = self.totals
+        sockets = tuple(
+            stats.socket_stats(listener.bound, listener.protocol, listener.sock, self.config.listen)
+            for listener in self.listeners
+        )
+        return metrics.Reading(
+            time=time.time(),
+            master_pid=os.getpid(),
+            processes=tuple(processes),
+            retained={worker_id: totals.totals(worker_id) for worker_id in totals.worker_ids()},
+            sockets=sockets,
+            reloads=totals.reloads,
+            last_reload=totals.last_reload,
+            started=totals.started,
+            worker_ids=tuple(range(1, self.config.processes + 1)),
+        )
+
+    def _metrics_answer(self, path: str) -> tuple[int, str, bytes] | None:
+        if path == "/metrics":
+            return 200, CONTENT_TYPE, metrics.prometheus_text(self._reading())
+        if path == "/status.json":
+            document = metrics.status_document(self._reading())
+            return 200, "application/json", json.dumps(document).encode()
+        if path in ("/status", "/status/"):
+            return 200, "text/html; charset=utf-8", self._status_page
+        return None
+
     def _cleanup(self) -> None:
         private = self._private_socket()
         directory = router.private_directory(private) if private is not None else None
@@ -781,6 +906,8 @@ class Arbiter:
             router.remove_private_directory(directory)
         if self.stats_sock is not None:
             self.stats_sock.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         if self.config.pidfile:
             _remove_pidfile(self.config.pidfile)
         self.supervisor.close()
@@ -826,6 +953,9 @@ def run(config: AppServerConfig, load_config: ConfigLoader) -> int:
     old_workers = import_workers(
         os.environ.pop(OLD_WORKERS_ENV, ""), os.environ.pop(OLD_BOARDS_ENV, "")
     )
+    retained, metrics_inherited = _inherit_metrics(config)
+    if reexec:
+        retained.reloaded(time.time())
     routers = {}
     for item in os.environ.pop(router.ROUTER_PID_ENV, "").split(","):
         if item:
@@ -923,10 +1053,30 @@ def run(config: AppServerConfig, load_config: ConfigLoader) -> int:
         old_workers=old_workers,
         degraded=degraded,
         routers=routers,
+        retained=retained,
+        metrics_inherited=metrics_inherited,
     )
     emit(format_startup(config, describe_application(config)))
     code = arbiter.run()
     return arbiter.exit_code or code
+
+
+def _inherit_metrics(
+    config: AppServerConfig,
+) -> tuple[Retained, tuple[socket.socket, str] | None]:
+    """The retained totals and the metrics-http listener a previous master handed over."""
+    retained_fd = os.environ.pop(RETAINED_ENV, "")
+    if retained_fd.isdigit():
+        os.set_inheritable(int(retained_fd), False)
+        retained = Retained.attach(int(retained_fd), config.processes)
+    else:
+        retained = Retained(config.processes)
+    listener = None
+    fd_text, _, address = os.environ.pop(METRICS_ENV, "").partition(":")
+    if fd_text.isdigit():
+        os.set_inheritable(int(fd_text), False)
+        listener = (socket.socket(fileno=int(fd_text)), address)
+    return retained, listener
 
 
 def _where(exc: OSError) -> str:

@@ -159,6 +159,17 @@ def _parse_address(raw: str) -> str:
     return address
 
 
+def _parse_tcp_address(raw: str) -> str:
+    """An address Prometheus can scrape: host:port, :port or [v6]:port, never a unix socket."""
+    address = raw.strip() and _parse_address(raw)
+    if not address or address.startswith("@") or ":" not in address or "/" in address:
+        raise ValueError(
+            f"expected [host]:port such as 10.0.0.5:9192 or :9192 (Prometheus scrapes "
+            f"over TCP), got {raw!r}"
+        )
+    return address
+
+
 def _resolve_address(address: str, base: str) -> str:
     if address.startswith("@") or ":" in address:
         return address
@@ -236,6 +247,7 @@ def _parse_group(raw: str) -> str:
 STRING = ValueType("string", "VALUE", _parse_string)
 PATH = ValueType("path", "PATH", _parse_string, resolve=_absolute)
 ADDRESS = ValueType("address", "ADDRESS", _parse_address, resolve=_resolve_address)
+TCP_ADDRESS = ValueType("TCP address", "[HOST]:PORT", _parse_tcp_address)
 NATURAL = ValueType("integer", "N", _parse_natural)
 POSITIVE = ValueType("positive integer", "N", _parse_positive)
 BOOL = ValueType("boolean", "BOOL", _parse_bool, bare="true")
@@ -566,6 +578,14 @@ OPTIONS: tuple[Option, ...] = (
         "serve JSON stats on this address",
         aliases=("stats-server",),
         relative_to="cwd",
+    ),
+    Option(
+        "metrics-http",
+        "metrics_http",
+        TCP_ADDRESS,
+        None,
+        "serve /metrics (Prometheus), /status and /status.json over HTTP on this address "
+        "(bind it to an internal network only)",
     ),
     Option("vacuum", "vacuum", BOOL, False, "remove unix sockets and the pidfile on exit"),
 )
@@ -906,6 +926,18 @@ def _validate(
     for directory in values["pythonpath"]:
         if not os.path.isdir(directory):
             notes.append(f"{origin['pythonpath']}: directory {directory!r} does not exist")
+
+    metrics = values["metrics_http"]
+    if metrics is not None and not metrics.endswith(":0"):  # port 0: any free port, never equal
+        for field, key in (
+            ("sockets", "socket"),
+            ("http_sockets", "http-socket"),
+            ("http", "http"),
+        ):
+            if metrics in values[field]:
+                raise fail("metrics_http", f"{metrics} is also a {key} address: use another port")
+        if metrics == values["stats"]:
+            raise fail("metrics_http", f"{metrics} is also the stats address: use another port")
 
     somaxconn = read_somaxconn()
     if somaxconn is not None and values["listen"] > somaxconn:

@@ -3,8 +3,11 @@
 uwsgitop (and other tools written for uWSGI) connect, read until EOF and
 parse one JSON document; the keys and units here are uWSGI's: ``avg_rt`` and
 ``running_time`` in microseconds, ``rss``/``vsz`` in bytes, ``last_spawn`` in
-epoch seconds, and ``listen_queue`` read from the kernel (TCP_INFO on a
-listening socket reports the accept queue's length and limit).
+epoch seconds, and ``listen_queue`` read from the kernel: TCP_INFO on a
+listening TCP socket reports the accept queue's length and limit, and for a
+unix socket the sock_diag netlink interface does (what ``ss -xl`` shows as
+Recv-Q and Send-Q).  The metrics server (``appserver.metrics``) reads the
+same figures.
 
 ``build_stats`` takes plain data (what the master read from its listeners,
 the scoreboard and /proc) and only shapes it, so it knows nothing of the
@@ -30,8 +33,57 @@ from appserver.scoreboard import WorkerSnapshot
 _TCP_INFO_QUEUE = struct.Struct("<8x16xII")
 
 
+# sock_diag (linux/sock_diag.h, linux/unix_diag.h): one request for one socket by inode.
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_UDIAG_SHOW_RQLEN = 0x10
+_UNIX_DIAG_RQLEN = 4
+_NO_COOKIE = 0xFFFFFFFF
+_NLMSG = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+_UNIX_DIAG_REQ = struct.Struct("=BBHIIIII")  # family, protocol, pad, states, ino, show, cookie
+_UNIX_DIAG_MSG_SIZE = 16  # family, type, state, pad, inode, cookie
+_TCP_LISTEN = 10  # a unix socket's state uses TCP's numbers
+_ATTR = struct.Struct("=HH")  # rtattr: length, type
+_RQLEN = struct.Struct("=II")  # for a listener: queue length, backlog
+
+
+def unix_listen_queue(sock: socket.socket) -> tuple[int, int] | None:
+    """(queued, backlog) of a listening unix socket from sock_diag; None if unavailable."""
+    try:
+        inode = os.fstat(sock.fileno()).st_ino
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as diag:
+            diag.settimeout(1.0)
+            request = _UNIX_DIAG_REQ.pack(
+                socket.AF_UNIX, 0, 0, 0xFFFFFFFF, inode, _UDIAG_SHOW_RQLEN, _NO_COOKIE, _NO_COOKIE
+            )
+            header = _NLMSG.pack(
+                _NLMSG.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0
+            )
+            diag.sendto(header + request, (0, 0))
+            data = diag.recv(8192)
+        length, kind, _, _, _ = _NLMSG.unpack_from(data)
+        if kind == _NLMSG_ERROR or data[_NLMSG.size + 2] != _TCP_LISTEN:
+            return None  # udiag_state: only a listener's queue is an accept queue
+        offset = _NLMSG.size + _UNIX_DIAG_MSG_SIZE
+        while offset + _ATTR.size <= min(length, len(data)):
+            size, attribute = _ATTR.unpack_from(data, offset)
+            if size < _ATTR.size:
+                return None
+            if attribute == _UNIX_DIAG_RQLEN:
+                queued, backlog = _RQLEN.unpack_from(data, offset + _ATTR.size)
+                return queued, backlog
+            offset += (size + 3) & ~3
+    except (OSError, struct.error, AttributeError):
+        return None  # AttributeError: no AF_NETLINK (not Linux)
+    return None
+
+
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
-    """(connections waiting to be accepted, backlog limit) of a TCP listener; (0, 0) if unknown."""
+    """(connections waiting to be accepted, backlog limit) of a listener; (0, 0) if unknown."""
+    if sock.family == socket.AF_UNIX:
+        return unix_listen_queue(sock) or (0, 0)
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return 0, 0
     try:

@@ -127,8 +127,9 @@ class Worker:
             prepare_listener(listener, self.context.socket_timeout)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         self._listen(True)
+        histogram = self.config.metrics_http is not None  # someone reads the durations
         self.handlers = handlers = [
-            Handler(self.context, self.board.core_slot(self.slot, core), core)
+            Handler(self.context, self.board.core_slot(self.slot, core, histogram=histogram), core)
             for core in range(self.config.threads)
         ]
         if self.config.threads > 1:

@@ -65,6 +65,8 @@ class Stack:
     tls: bool = False
     # edge with a /metrics location, so its counters are on (issue 11: < 5 % of req/s).
     metrics: bool = False
+    # appserver with metrics-http on, so its workers count request durations too (issue 11).
+    appserver_metrics: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,15 @@ class Case:
 # -- stacks ---------------------------------------------------------------------
 
 APPSERVER = Stack("appserver", "appserver --http-socket", "direct", "appserver", "http", True)
+APPSERVER_METRICS = Stack(
+    "appserver-metrics",
+    "appserver --http-socket, metrics-http on",
+    "direct",
+    "appserver",
+    "http",
+    True,
+    appserver_metrics=True,
+)
 EDGE_APPSERVER = Stack(
     "edge+appserver", "edge -> uwsgi (persistent) -> appserver", "edge", "appserver", "uwsgi", True
 )
@@ -277,8 +288,10 @@ def _overload_cases() -> list[Case]:
 
 def _metrics_cases() -> list[Case]:
     # Metrics on against off (issue 11): each divided by its metrics-off twin. Not in
-    # --quick; run them with --only 'edge*/static-1k' --only 'edge+appserver*/raw-hello'.
+    # --quick; run them with --only 'edge*/static-1k' --only 'edge+appserver*/raw-hello'
+    # --only 'appserver*/raw-hello'.
     return [
+        Case(APPSERVER_METRICS, RAW_HELLO, "views", anchor="appserver/raw-hello", quick=False),
         Case(EDGE_STATIC_METRICS, STATIC_1K, "static", anchor="edge/static-1k", quick=False),
         Case(
             EDGE_APPSERVER_METRICS,

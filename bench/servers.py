@@ -245,6 +245,7 @@ def backend_command(env: Environment, stack: Stack, app: App, port: int) -> list
             sys.executable, "-m", "appserver", flag, address,
             "--master", "--processes", "1", "--disable-logging",
             "--listen", str(LISTEN_BACKLOG), "--chdir", str(directory), "--module", module,
+            *(["--metrics-http", f"127.0.0.1:{free_port()}"] if stack.appserver_metrics else []),
         ]  # fmt: skip
     if stack.backend == "uwsgi":
         uwsgi = env.tool("uwsgi") or "uwsgi"

@@ -188,6 +188,45 @@ class ResponseSink(Protocol):
         """The response is complete (the front finishes chunked framing, logs, and keeps or closes)."""
 
 
+class SinkFilter:
+    """A ``ResponseSink`` wrapped around another one; it passes everything through.
+
+    Filters (gzip, add_header / error_page statuses) subclass it and override only
+    what they change.  What the front asks of its own writer (``switch_protocols``,
+    ``finished``) reaches the innermost sink.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: ResponseSink) -> None:
+        self._inner = inner
+
+    @property
+    def started(self) -> bool:
+        return self._inner.started
+
+    @property
+    def finished(self) -> bool:
+        return bool(getattr(self._inner, "finished", False))
+
+    async def send_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None
+    ) -> None:
+        await self._inner.send_head(status, headers, reason)
+
+    async def send(self, data: bytes) -> None:
+        await self._inner.send(data)
+
+    async def sendfile(self, file: object, offset: int, count: int) -> None:
+        await self._inner.sendfile(file, offset, count)
+
+    async def end(self) -> None:
+        await self._inner.end()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
 @dataclass(slots=True)
 class Exchange:
     request: Request

@@ -32,7 +32,7 @@ import asyncio
 import os
 import zlib
 
-from edge.exchange import Request, ResponseSink
+from edge.exchange import Request, ResponseSink, SinkFilter
 from edge.handlers.static import accepts_gzip
 from edge.response_rules import GzipRules
 
@@ -92,25 +92,17 @@ def compressible(
     return True, rules.vary
 
 
-class GzipSink:
+class GzipSink(SinkFilter):
     """A ``ResponseSink`` that gzips the body when ``compressible`` says so."""
 
-    __slots__ = ("_inner", "_request", "_rules", "_compressor", "_loop")
+    __slots__ = ("_request", "_rules", "_compressor", "_loop")
 
     def __init__(self, inner: ResponseSink, request: Request, rules: GzipRules) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._request = request
         self._rules = rules
         self._compressor: zlib._Compress | None = None
         self._loop = asyncio.get_running_loop()
-
-    @property
-    def started(self) -> bool:
-        return self._inner.started
-
-    @property
-    def finished(self) -> bool:
-        return bool(getattr(self._inner, "finished", False))
 
     async def send_head(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None
@@ -173,9 +165,6 @@ class GzipSink:
             tail = compressor.flush(zlib.Z_FINISH)
             await self._inner.send(tail)
         await self._inner.end()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
 
 
 def _compress_piece(compressor: zlib._Compress, data: bytes, mode: int) -> bytes:

@@ -45,10 +45,9 @@ import mmap
 import os
 import struct
 import time
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from edge.config.schema import (
     OBSERVABILITY_HANDLERS,
@@ -57,14 +56,12 @@ from edge.config.schema import (
     ProxyHandler,
     Server,
 )
+from promtext import BUCKETS, HISTOGRAM_CELLS, Family, Kind, label_text, observe
 
-Kind = Literal["counter", "gauge", "histogram"]
+# The exposition rules, the buckets and ``observe`` are shared with appserver (promtext).
+__all__ = ["BUCKETS", "HISTOGRAM_CELLS", "Family", "Kind", "label_text", "observe"]
+
 Labels = tuple[tuple[str, str], ...]
-
-# Prometheus' default buckets (seconds), as microseconds: cells count values <= bound.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-_BOUNDS_US = tuple(round(bound * 1_000_000) for bound in BUCKETS)
-HISTOGRAM_CELLS = len(BUCKETS) + 2  # the buckets, +Inf, then the sum in microseconds
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 DEFAULT_CELLS = 8192  # per slot; a layout that outgrows it counts the rest in one sink cell
@@ -74,15 +71,6 @@ PUBLISH_INTERVAL = 1.0
 _HEADER = 4096
 _SEQ = struct.Struct("<q")
 _SNAP_HEAD = struct.Struct("<qq")  # sequence, length
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """One metric name: its type and help text."""
-
-    name: str
-    kind: Kind
-    help: str
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -250,13 +238,6 @@ class MetricsLayout:
             self.cell("edge_http_request_duration_seconds", labels, HISTOGRAM_CELLS),
             self.cell("edge_upstream_response_seconds", labels, HISTOGRAM_CELLS),
         )
-
-
-def observe(cells: memoryview, base: int, seconds: float) -> None:
-    """Count ``seconds`` in the histogram whose cells start at ``base``."""
-    micros = int(seconds * 1_000_000)
-    cells[base + bisect_left(_BOUNDS_US, micros)] += 1
-    cells[base + HISTOGRAM_CELLS - 1] += micros
 
 
 # --- the shared block ------------------------------------------------------------------
@@ -500,15 +481,6 @@ def status_offset(status: int) -> int:
 def slot_count(workers: int) -> int:
     """Slots for a master running ``workers``: a reload's two generations, respawns, room."""
     return min(max(MIN_SLOTS, 4 * workers), (_HEADER - 8) // 8)
-
-
-def label_text(labels: Iterable[tuple[str, str]]) -> str:
-    """``{a="x",b="y"}`` with the exposition format's escapes ("", \\, newline)."""
-    parts = [
-        f'{name}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), chr(92) + "n")}"'
-        for name, value in labels
-    ]
-    return "{" + ",".join(parts) + "}" if parts else ""
 
 
 def series_values(totals: list[int], layout: MetricsLayout) -> Iterator[tuple[Series, list[int]]]:

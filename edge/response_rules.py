@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edge.config.schema import ErrorPage, Location, Server
-from edge.exchange import EdgeError, Request, ResponseSink
+from edge.exchange import EdgeError, Request, ResponseSink, SinkFilter
 from edge.handlers import special_response_body
 from edge.variables import Template, compile_template, expand
 
@@ -199,10 +199,10 @@ _REDIRECT_REASONS = {
 }
 
 
-class HeaderSink:
+class HeaderSink(SinkFilter):
     """A ``ResponseSink`` that sends a replaced status and the add_header fields."""
 
-    __slots__ = ("_inner", "_request", "_rules", "_status")
+    __slots__ = ("_request", "_rules", "_status")
 
     def __init__(
         self,
@@ -211,18 +211,10 @@ class HeaderSink:
         rules: ResponseRules | None,
         status: int | None,
     ) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._request = request
         self._rules = rules
         self._status = status  # the error_page status that replaces the handler's
-
-    @property
-    def started(self) -> bool:
-        return self._inner.started
-
-    @property
-    def finished(self) -> bool:
-        return bool(getattr(self._inner, "finished", False))
 
     async def send_head(
         self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes | None = None
@@ -233,16 +225,3 @@ class HeaderSink:
         if rules is not None and rules.headers:
             headers = [*headers, *rules.header_fields(self._request, status)]
         await self._inner.send_head(status, headers, reason)
-
-    async def send(self, data: bytes) -> None:
-        await self._inner.send(data)
-
-    async def sendfile(self, file: object, offset: int, count: int) -> None:
-        await self._inner.sendfile(file, offset, count)
-
-    async def end(self) -> None:
-        await self._inner.end()
-
-    def __getattr__(self, name: str) -> object:
-        # What the front asks of its own writer (switch_protocols) reaches it.
-        return getattr(self._inner, name)

@@ -39,17 +39,23 @@ class Supervisor:
     def _enqueue(self, signum: int, frame: object) -> None:
         self.signals.append(signum)
 
-    def wait(self, timeout: float, extra: Sequence[int] = ()) -> set[int]:
-        """Sleep until a signal, a notification, one of ``extra`` or ``timeout``.
+    def wait(
+        self, timeout: float, extra: Sequence[int] = (), writable: Sequence[int] = ()
+    ) -> set[int]:
+        """Sleep until a signal, a notification, one of ``extra`` is readable, one of
+        ``writable`` is writable, or ``timeout``.
 
-        Returns the descriptors of ``extra`` that are readable.
+        Returns the descriptors of ``extra`` that are readable and of ``writable``
+        that are writable (a master keeps the two sets apart).
         """
         try:
-            ready, _, _ = select.select([self.wake_r, self.notify_r, *extra], [], [], timeout)
+            ready, out, _ = select.select(
+                [self.wake_r, self.notify_r, *extra], writable, [], timeout
+            )
         except InterruptedError:
-            ready = []
+            ready, out = [], []
         _drain(self.wake_r)
-        return set(ready) & set(extra)
+        return (set(ready) & set(extra)) | set(out)
 
     def read_notifications(self) -> bytes:
         """Everything the workers wrote since the last call (b"" when nothing)."""

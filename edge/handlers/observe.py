@@ -7,10 +7,10 @@ publishes its own snapshot first, so its figures are current to the request
 (the request itself is one of the ``writing`` connections, as in nginx).
 
 - ``stub_status``: ``ngx_http_stub_status_module``'s text, byte for byte.
-- ``metrics: prometheus``: the text exposition format 0.0.4, rendered here by
-  hand (each family's HELP and TYPE, label values escaped, histograms
-  cumulative with ``+Inf``, ``_sum`` and ``_count``); ``promtool check
-  metrics`` passes on it (tests/integration/test_edge_metrics.py).
+- ``metrics: prometheus``: the text exposition format 0.0.4, rendered with
+  ``promtext`` (shared with appserver: each family's HELP and TYPE, label
+  values escaped, histograms cumulative with ``+Inf``, ``_sum`` and
+  ``_count``); ``promtool check metrics`` passes on it (tests/integration/test_edge_metrics.py).
 - ``status_page: html``: one page, no framework; a small script polls the
   ``json`` page (``status_page: json``) once a second and computes req/s.
 
@@ -23,14 +23,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from edge.config.schema import Location, MetricsHandler, StatusPageHandler, StubStatusHandler
 from edge.exchange import EdgeError, Exchange
 from edge.metrics import (
     ACCEPTED,
-    BUCKETS,
     FAMILIES,
     FAMILY,
     HANDLED,
@@ -40,16 +38,16 @@ from edge.metrics import (
     RESTARTS,
     STATUS_CLASSES,
     MetricsBlock,
-    label_text,
     series_values,
 )
 from edge.observe import publish
 from edge.status_page import STATUS_PAGE
+from promtext import CONTENT_TYPE, exposition, histogram_lines, label_text, number
 
 if TYPE_CHECKING:
     from edge.state import ServerState
 
-PROMETHEUS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_TYPE = CONTENT_TYPE.encode()
 
 
 class Readings:
@@ -122,12 +120,6 @@ def stub_status_text(readings: Readings) -> bytes:
 # --- Prometheus ------------------------------------------------------------------------------
 
 
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
 def _counter_samples(readings: Readings) -> dict[str, list[str]]:
     samples: dict[str, list[str]] = {}
     for series, values in series_values(readings.totals, readings.layout):
@@ -138,17 +130,9 @@ def _counter_samples(readings: Readings) -> dict[str, list[str]]:
                 labels = label_text((*series.labels, ("status", status_class)))
                 lines.append(f"{series.family}{labels} {value}")
         elif family.kind == "histogram":
-            cumulative = 0
-            for bound, value in zip((*BUCKETS, None), values, strict=False):
-                cumulative += value
-                le = "+Inf" if bound is None else repr(bound)
-                labels = label_text((*series.labels, ("le", le)))
-                lines.append(f"{series.family}_bucket{labels} {cumulative}")
-            labels = label_text(series.labels)
-            lines.append(f"{series.family}_sum{labels} {_number(values[-1] / 1_000_000)}")
-            lines.append(f"{series.family}_count{labels} {cumulative}")
+            lines.extend(histogram_lines(series.family, series.labels, values))
         elif series.index == LAST_RELOAD:
-            lines.append(f"{series.family} {_number(values[0] / 1000)}")
+            lines.append(f"{series.family} {number(values[0] / 1000)}")
         else:
             lines.append(f"{series.family}{label_text(series.labels)} {values[0]}")
     return samples
@@ -178,16 +162,7 @@ def prometheus_text(readings: Readings) -> bytes:
     for family, lines in _state_samples(readings).items():
         samples.setdefault(family, []).extend(lines)
 
-    def render() -> Iterator[str]:
-        for family in FAMILIES:
-            lines = samples.get(family.name)
-            if not lines:
-                continue
-            yield f"# HELP {family.name} {family.help}"
-            yield f"# TYPE {family.name} {family.kind}"
-            yield from lines
-
-    return ("\n".join(render()) + "\n").encode("utf-8")
+    return exposition(FAMILIES, samples)
 
 
 # --- the status page -------------------------------------------------------------------------

@@ -25,14 +25,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import WSGI_APP
+from tests.support import chromium
 from tests.support.clients import RawResponse
 from tests.support.edge import EdgeProcess, read_response, request, start_edge, write_config
-from tests.support.processes import REPO, ServerProcess, wait_until
+from tests.support.processes import ServerProcess, wait_until
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 EXPORTER = shutil.which("prometheus-nginx-exporter") or "/usr/bin/prometheus-nginx-exporter"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = REPO / "build" / "screenshots"
 
 CONFIG = """
 worker_processes: 2
@@ -418,33 +417,23 @@ def test_the_status_page_in_headless_chromium(edge: Edge, tmp_path: Path) -> Non
         edge.get("/pid")
     edge.get("/boom", headers={"X-Request-ID": "page-boom"})
     edge.process.wait_for_log(r"request_id: page-boom")
+    # The worker that logged it publishes its error lines with its once-a-second snapshot.
+    wait_until(
+        lambda: any(
+            "page-boom" in entry["line"]
+            for entry in json.loads(edge.admin_get("/status.json"))["errors"]
+        ),
+        timeout=10,
+        what="the warn line in /status.json",
+    )
     url = f"http://{edge.admin[0]}:{edge.admin[1]}/status"
     # Chromium connects from 127.0.0.1 (loopback's default source): allowed.
-    common = [
-        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-extensions", "--window-size=1200,900", "--virtual-time-budget=4000",
-    ]  # fmt: skip
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    dom = subprocess.run(
-        [*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    page = dom.stdout
-    assert "edge status" in page, dom.stderr
+    page = chromium.dump_dom(url, tmp_path)
+    assert "edge status" in page, page
     assert "updated " in page and "by worker" in page, page  # the script rendered the JSON
     assert _uwsgi_peer(edge) in page and ">up<" in page, page
     assert "page-boom" in page, page  # the last errors
-    screenshot = tmp_path / "edge-status.png"
-    shot = subprocess.run(
-        [*common, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}", url],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert screenshot.exists(), f"chromium made no screenshot:\n{shot.stdout}{shot.stderr}"
-    png = screenshot.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, len(png)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    kept = SCREENSHOTS / "edge-status.png"
-    shutil.copy(screenshot, kept)
+    kept = chromium.screenshot(url, tmp_path, "edge-status.png")
     print(f"status page screenshot: {kept}")
 
 

@@ -72,7 +72,16 @@ ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
 GZIP_SUFFIXES = (".css", ".js", ".svg", ".txt", ".html", ".json")
 
 # What the image copies from the repository (a change here needs `make image`).
-IMAGE_SOURCES = ("edge", "appserver", "uwsgiproto", "httpproto", "sampleapp", "docker")
+IMAGE_SOURCES = (
+    "edge",
+    "appserver",
+    "uwsgiproto",
+    "httpproto",
+    "prefork",
+    "promtext",
+    "sampleapp",
+    "docker",
+)
 
 UP_TIMEOUT = 240.0  # `up -d`, health-ordered; ~20 s here with the image cached
 READY_TIMEOUT = 90.0  # after `up`: every published port answers /healthz
@@ -758,10 +767,8 @@ class LocalTopology(Topology):
         text = APPSERVER_INI.read_text()
         text = re.sub(r"(?m)^socket = .*$", "socket = 127.0.0.1:0", text)
         text = re.sub(r"(?m)^chdir = .*$", f"chdir = {SAMPLEAPP}", text)
-        # The metrics listener (deploy/appserver.ini's `metrics-http = :9192`) on a
-        # loopback port of its own; the scrape target is that port either way.
-        metrics = ("127.0.0.1", free_port())
-        text = re.sub(r"(?m)^metrics-http = .*$", f"metrics-http = {metrics[0]}:{metrics[1]}", text)
+        # compose's :9192 on every replica's own network; here they share loopback.
+        text = re.sub(r"(?m)^metrics-http = .*$", "metrics-http = 127.0.0.1:0", text)
         ini.write_text(text)
         server = ServerProcess(
             [sys.executable, "-m", "appserver", "--ini", str(ini)],
@@ -770,6 +777,9 @@ class LocalTopology(Topology):
             env=self.env,
         ).start()
         address = server.address("uwsgi")
+        # Its metrics-http listener: the `appserver` job's target for this replica.
+        bound = server.wait_for_log(r"metrics server on http://([\d.]+):(\d+)/metrics")
+        metrics = (bound.group(1), int(bound.group(2)))
         server.wait_ready(workers=2)
         replica = LocalReplica(f"appserver-{number}", server, address, metrics)
         replica.worker_pids()

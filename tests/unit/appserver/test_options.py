@@ -427,3 +427,36 @@ def test_unreadable_somaxconn_is_no_warning(
     monkeypatch.setattr(options, "SOMAXCONN_PATH", str(tmp_path / "absent"))
     _, warnings = build(tmp_path, ("listen", "1000000"))
     assert warnings == []
+
+
+# -- metrics-http ---------------------------------------------------------------------------
+
+
+def test_metrics_http_is_off_by_default_and_takes_a_tcp_address(tmp_path: Path) -> None:
+    assert build(tmp_path)[0].metrics_http is None
+    assert build(tmp_path, ("metrics-http", ":9192"))[0].metrics_http == ":9192"
+    assert build(tmp_path, ("metrics-http", "[::1]:9192"))[0].metrics_http == "[::1]:9192"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("/run/metrics.sock", "expected [host]:port such as 10.0.0.5:9192 or :9192"),
+        ("@metrics", "expected [host]:port"),
+        (":99999", "expected a port number 0-65535"),
+        ("", "expected [host]:port"),
+    ],
+)
+def test_metrics_http_refuses_what_prometheus_cannot_scrape(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    message = error(tmp_path, ("metrics-http", value))
+    assert message.startswith("uwsgi.ini: metrics-http: ") and problem in message, message
+
+
+def test_metrics_http_may_not_share_an_address(tmp_path: Path) -> None:
+    socket = next(entry.value for entry in BASE if entry.key == "socket")
+    message = error(tmp_path, ("metrics-http", socket))
+    assert message == f"uwsgi.ini: metrics-http: {socket} is also a socket address: use another port"
+    message = error(tmp_path, ("stats", "127.0.0.1:9191"), ("metrics-http", "127.0.0.1:9191"))
+    assert message.endswith("127.0.0.1:9191 is also the stats address: use another port")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 from appserver import scoreboard as sb
 from appserver.scoreboard import CoreSnapshot, WorkerSnapshot
@@ -113,3 +114,23 @@ def test_the_listen_queue_is_read_from_the_kernel() -> None:
                 client.close()
     with socket.socket(socket.AF_UNIX) as unix:
         assert socket_stats("u", "uwsgi", unix, backlog=99).max_queue == 99  # unknown: the backlog
+
+
+def test_a_unix_listener_s_queue_comes_from_sock_diag(tmp_path: Path) -> None:
+    path = str(tmp_path / "q.sock")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(5)
+        assert listen_queue(listener) == (0, 5)
+        clients = []
+        try:
+            for _ in range(3):
+                client = socket.socket(socket.AF_UNIX)
+                client.connect(path)  # queued at once: no handshake to wait for
+                clients.append(client)
+            assert listen_queue(listener) == (3, 5)
+            entry = socket_stats("u", "uwsgi", listener, backlog=99)
+            assert (entry.queue, entry.max_queue) == (3, 5)
+        finally:
+            for client in clients:
+                client.close()
