@@ -8,6 +8,7 @@ operations in C instead of a dozen item assignments.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -16,163 +17,60 @@ from appserver.response import FileWrapper
 
 SERVER_SOFTWARE = "appserver/0.1"
 
+# --- request IDs ------------------------------------------------------------------
+#
+# Every request gets environ["REQUEST_ID"]: the X-Request-ID that edge (or another
+# proxy) sent, when it is sane, else 32 random lowercase hex digits made here.  The
+# rule is edge's (edge.variables.sane_request_id): 1 to 128 visible ASCII
+# characters, so no space, control character or non-ASCII byte can reach a log
+# line through it.  HTTP_X_REQUEST_ID is left as the client sent it.
 
-def base_environ(*, multithread: bool, multiprocess: bool) -> dict[str, Any]:
-    """The keys every environ of this worker starts with.
-
-    The CGI defaults (method, query, protocol, port, scheme) are here so that a
-    uwsgi packet that leaves them out still gives a PEP 3333 environ: the
-    packet's own vars replace them.
-    """
-    return {
-        "wsgi.version": (1, 0),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": multithread,
-        "wsgi.multiprocess": multiprocess,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-        "wsgi.url_scheme": "http",
-        "SERVER_SOFTWARE": SERVER_SOFTWARE,
-        "SCRIPT_NAME": "",
-        "REQUEST_METHOD": "GET",
-        "QUERY_STRING": "",
-        "SERVER_PROTOCOL": "HTTP/1.0",
-        "SERVER_PORT": "80",
-    }
+REQUEST_ID_MAX = 128
+_ID_BATCH = 2048  # random bytes read at once: 128 IDs per os.urandom call
 
 
-def http_listener_environ(
-    base: dict[str, Any], server_name: str, server_port: str
-) -> dict[str, Any]:
-    """The template of one ``http-socket``: its address is the default SERVER_NAME/PORT."""
-    return {**base, "SERVER_NAME": server_name, "SERVER_PORT": server_port}
-
-
-def url_scheme(request_vars: dict[str, str]) -> str:
-    # uWSGI's rule (plugins/python/wsgi_subhandler.c): UWSGI_SCHEME wins, then HTTPS on/1.
-    scheme = request_vars.get("UWSGI_SCHEME")
-    if scheme:
-        return scheme
-    https = request_vars.get("HTTPS")
-    if https and https.lower() in ("on", "1"):
-        return "https"
-    return "http"
-
-
-def environ_from_vars(base: dict[str, Any], request_vars: dict[str, str]) -> dict[str, Any]:
-    """The environ for a uwsgi request: nginx's uwsgi_params plus HTTP_* headers."""
-    environ = base.copy()
-    environ.update(request_vars)
-    # nginx forwards every header as HTTP_*, Content-Type and Content-Length too;
-    # CGI (and PEP 3333) name those two without the prefix, and only that way.
-    if "HTTP_CONTENT_TYPE" in request_vars:
-        del environ["HTTP_CONTENT_TYPE"]
-    if "HTTP_CONTENT_LENGTH" in request_vars:
-        del environ["HTTP_CONTENT_LENGTH"]
-    if "UWSGI_SCHEME" in request_vars or "HTTPS" in request_vars:
-        environ["wsgi.url_scheme"] = url_scheme(request_vars)
-    else:
-        environ["wsgi.url_scheme"] = "http"  # a var spelled wsgi.url_scheme sets nothing
-    if "PATH_INFO" not in request_vars:
-        # Not every client sends nginx's full set; derive what PEP 3333 requires.
-        uri = request_vars.get("REQUEST_URI", "/")
-        path, _, query = uri.partition("?")
-        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1")
-        if "QUERY_STRING" not in request_vars:
-            environ["QUERY_STRING"] = query
-    script_name = request_vars.get("SCRIPT_NAME")
-    if script_name:
-        # nginx sends the full path in PATH_INFO; a SCRIPT_NAME param means "mounted here".
-        script_name = script_name.rstrip("/")
-        path_info = environ["PATH_INFO"]
-        if path_info == script_name or path_info.startswith(script_name + "/"):
-            environ["PATH_INFO"] = path_info[len(script_name) :]
-        environ["SCRIPT_NAME"] = script_name
-    if "SERVER_NAME" not in request_vars:
-        host = request_vars.get("HTTP_HOST", "localhost")
-        environ["SERVER_NAME"] = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if not request_vars.get("CONTENT_LENGTH"):
-        environ.pop("CONTENT_LENGTH", None)
-    if not request_vars.get("CONTENT_TYPE"):
-        environ.pop("CONTENT_TYPE", None)
-    return environ
-
-
-# Header name as received (lower case) -> its environ key; None for a name to drop.
-_HEADER_KEYS: dict[bytes, str | None] = {
-    b"content-type": "CONTENT_TYPE",
-    b"content-length": "CONTENT_LENGTH",
-}
-_HEADER_KEYS_KEPT = 512
-
-
-def _header_key(raw_name: bytes) -> str | None:
-    if b"_" in raw_name:
-        # A header spelled with "_" would alias a "-" one in the environ (X_Forwarded_For
-        # vs X-Forwarded-For); nginx and gunicorn drop them, and so do we.
-        key = None
-    else:
-        key = "HTTP_" + raw_name.decode("latin-1").upper().replace("-", "_")
-    if len(_HEADER_KEYS) >= _HEADER_KEYS_KEPT:  # the client chooses the names: bounded
-        _HEADER_KEYS.clear()
-        _HEADER_KEYS[b"content-type"] = "CONTENT_TYPE"
-        _HEADER_KEYS[b"content-length"] = "CONTENT_LENGTH"
-    _HEADER_KEYS[raw_name] = key
-    return key
-
-
-def environ_from_http(
-    base: dict[str, Any],
-    *,
-    method: str,
-    target: bytes,
-    path: bytes,
-    query: bytes,
-    http_version: str,
-    headers: list[tuple[bytes, bytes]],
-    remote_addr: str,
-    remote_port: str,
-    server_name: str | None = None,
-    server_port: str | None = None,
-    scheme: str = "http",
-) -> dict[str, Any]:
-    """The environ for a request parsed from HTTP/1.x (``http-socket``).
-
-    ``base`` is the listener's template (``http_listener_environ``); a
-    ``server_name``/``server_port`` given here replaces the template's.
-    """
-    environ = base.copy()
-    environ["REQUEST_METHOD"] = method
-    environ["REQUEST_URI"] = target.decode("latin-1")
-    environ["PATH_INFO"] = (
-        unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+def sane_request_id(value: str) -> bool:
+    """1 to 128 visible ASCII characters (0x21-0x7e)."""
+    # For ASCII, isprintable() is 0x20-0x7e; the space is the one to exclude.
+    return 0 < len(value) <= REQUEST_ID_MAX and value.isascii() and value.isprintable() and (
+        " " not in value
     )
-    environ["QUERY_STRING"] = query.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if http_version == "1.1" else "HTTP/" + http_version
-    environ["REMOTE_ADDR"] = remote_addr
-    environ["REMOTE_PORT"] = remote_port
-    if server_name is not None:
-        environ["SERVER_NAME"] = server_name
-    if server_port is not None:
-        environ["SERVER_PORT"] = server_port
-    if scheme != "http":
-        environ["wsgi.url_scheme"] = scheme
-    keys = _HEADER_KEYS
-    for raw_name, raw_value in headers:
-        key = keys.get(raw_name, "")
-        if key == "":
-            key = _header_key(raw_name)
-        if key is None:
-            continue
-        value = raw_value.decode("latin-1")
-        if key in environ and key[0] == "H":  # a repeated header: join (RFC 9110 §5.3)
-            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
-        environ[key] = value
-    host = environ.get("HTTP_HOST")
-    if host is not None:
-        name, sep, port = host.rpartition(":")
-        if sep and port.isdigit() and not name.endswith(":"):
-            environ["SERVER_NAME"] = name
-        else:
-            environ["SERVER_NAME"] = host
-    return environ
+
+
+class RequestIds:
+    """Makes new request IDs: 32 lowercase hex digits (128 random bits) each.
+
+    One per handler thread, so no lock: each takes from its own batch cut from
+    one ``os.urandom`` call (128 IDs a call).  Handlers are built in the worker
+    after fork, so two workers never share a batch.
+    """
+
+    __slots__ = ("_batch",)
+
+    def __init__(self) -> None:
+        self._batch: list[str] = []
+
+    def new(self) -> str:
+        try:
+            return self._batch.pop()
+        except IndexError:
+            digits = os.urandom(_ID_BATCH).hex()
+            self._batch = [digits[at : at + 32] for at in range(0, len(digits), 32)]
+            return self._batch.pop()
+
+    def for_environ(self, environ: dict[str, Any]) -> str:
+        """The request's ID: a sane incoming HTTP_X_REQUEST_ID, else a new one."""
+        incoming: str | None = environ.get("HTTP_X_REQUEST_ID")
+        # sane_request_id, inlined: this runs once per request.
+        if (
+            incoming is not None
+            and 0 < len(incoming) <= REQUEST_ID_MAX
+            and incoming.isascii()
+            and incoming.isprintable()
+            and " " not in incoming
+        ):
+            return incoming
+        try:
+            return self._batch.pop()
+        except IndexError:
+            return self.new()
