@@ -348,8 +348,8 @@ _TEMPLATE_VARIABLES = ("msg", "msgnl", "unix", "micros", "millis", "strftime:FOR
 
 def parse_encoder(raw: str) -> tuple[str, str]:
     """``NAME[ ARGS]`` of one log-encoder entry -> (name, args); ValueError if unusable."""
-    text = raw.strip()
-    name, _, args = text.partition(" ")
+    # Everything after the first space is the argument, as in uWSGI ("prefix >> ").
+    name, _, args = raw.lstrip().partition(" ")
     if name.partition(":")[2]:
         raise ValueError(
             f"{name!r}: named loggers (ENCODER:LOGGER) are not supported; "
