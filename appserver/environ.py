@@ -33,8 +33,11 @@ _ID_BATCH = 2048  # random bytes read at once: 128 IDs per os.urandom call
 def sane_request_id(value: str) -> bool:
     """1 to 128 visible ASCII characters (0x21-0x7e)."""
     # For ASCII, isprintable() is 0x20-0x7e; the space is the one to exclude.
-    return 0 < len(value) <= REQUEST_ID_MAX and value.isascii() and value.isprintable() and (
-        " " not in value
+    return (
+        0 < len(value) <= REQUEST_ID_MAX
+        and value.isascii()
+        and value.isprintable()
+        and (" " not in value)
     )
 
 

@@ -352,8 +352,7 @@ def parse_encoder(raw: str) -> tuple[str, str]:
     name, _, args = raw.lstrip().partition(" ")
     if name.partition(":")[2]:
         raise ValueError(
-            f"{name!r}: named loggers (ENCODER:LOGGER) are not supported; "
-            "there is one log stream"
+            f"{name!r}: named loggers (ENCODER:LOGGER) are not supported; there is one log stream"
         )
     name = name.rstrip(":")
     if name in _REFUSED_ENCODERS:
@@ -463,6 +462,14 @@ def _structured_json(text: str, event: LogEvent) -> str:
     return json.dumps(line, separators=(",", ":"))
 
 
+def _prefix_step(prefix: str) -> EncoderStep:
+    return lambda text, event: prefix + text
+
+
+def _suffix_step(suffix: str) -> EncoderStep:
+    return lambda text, event: text + suffix
+
+
 def compile_encoders(specs: tuple[tuple[str, str], ...]) -> tuple[EncoderStep, ...]:
     """The encoder chain for parsed ``log-encoder`` entries, in order."""
     steps: list[EncoderStep] = []
@@ -472,9 +479,9 @@ def compile_encoders(specs: tuple[tuple[str, str], ...]) -> tuple[EncoderStep, .
         elif name in ("json", "format"):
             steps.append(_compile_encoder_template(args, escape=name == "json"))
         elif name == "prefix":
-            steps.append(lambda text, event, _prefix=args: _prefix + text)
+            steps.append(_prefix_step(args))
         elif name == "suffix":
-            steps.append(lambda text, event, _suffix=args: text + _suffix)
+            steps.append(_suffix_step(args))
         elif name == "nl":
             steps.append(lambda text, event: text + "\n")
         else:  # parse_encoder admits nothing else
@@ -592,8 +599,7 @@ def format_app_exception(
     label = f"app exception {where} " if where else "app exception "
     line = (
         f"{label}request_id={_printable(request_id) or '-'} "
-        f"{_printable(method)} {_printable(uri)}: {name}"
-        + (f": {message}" if message else "")
+        f"{_printable(method)} {_printable(uri)}: {name}" + (f": {message}" if message else "")
     )
     fields: dict[str, Any] = {
         "request_id": _printable(request_id),

@@ -158,7 +158,9 @@ def test_summary_keeps_one_line_and_names_non_builtin_types() -> None:
     line, _ = format_app_exception(Oops("two\nlines\x1b[31m"), "r", "GET", "/a\nb")
     assert "\n" not in line and "\x1b" not in line
     assert "GET /a\\x0ab:" in line
-    assert f"{__name__}.test_summary_keeps_one_line_and_names_non_builtin_types.<locals>.Oops" in line
+    assert (
+        f"{__name__}.test_summary_keeps_one_line_and_names_non_builtin_types.<locals>.Oops" in line
+    )
     assert "(at " not in line  # never raised: no traceback, no location
 
 
