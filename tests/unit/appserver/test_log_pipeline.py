@@ -13,6 +13,7 @@ import pytest
 from appserver import log
 from appserver.config import AppServerConfig, ConfigError
 from appserver.environ import RequestIds, sane_request_id
+from appserver.ini import read_ini
 from appserver.log import (
     RequestRecord,
     compile_encoders,
@@ -24,6 +25,7 @@ from appserver.log import (
     format_app_exception,
     parse_encoder,
     raised_at,
+    request_formatter,
 )
 from appserver.options import Entry, build_config
 
@@ -196,16 +198,12 @@ HEALTH_LINE = (
     "GET /healthz => generated 2 bytes in 0 msecs (HTTP/1.0 200) 3 headers in 90 bytes "
     "(1 switches on core 0)"
 )
-DEPLOY_DRAIN = r"^\[pid: \d+\|app: -?\d+\|req: -?\d+/\d+\] 127\.0\.0\.1 \(\) \{\d+ vars in \d+ bytes\} \[[^]]+\] GET /healthz =>"  # noqa: E501
+DEPLOY_INI = Path(__file__).resolve().parents[3] / "deploy" / "appserver.ini"
 
 
-def _deploy_drain() -> str:
-    ini = Path(__file__).resolve().parents[3] / "deploy" / "appserver.ini"
-    [value] = [
-        line.partition("=")[2].strip()
-        for line in ini.read_text().splitlines()
-        if line.startswith("log-drain")
-    ]
+def _deploy_option(key: str) -> str:
+    [value] = [entry.value for entry in read_ini(str(DEPLOY_INI), cwd="/") if entry.key == key]
+    assert value is not None
     return value
 
 
@@ -222,16 +220,27 @@ def test_log_drain_drops_matching_lines_only(capfd: pytest.CaptureFixture[str]) 
 
 
 def test_the_deploy_drain_matches_only_the_local_health_check() -> None:
-    pattern = re.compile(_deploy_drain())
-    assert _deploy_drain() == DEPLOY_DRAIN
-    assert pattern.search(HEALTH_LINE)
-    # Through edge the client address is the edge's (or the client's), never loopback.
-    assert not pattern.search(HEALTH_LINE.replace("127.0.0.1", "172.18.0.4"))
-    assert not pattern.search(HEALTH_LINE.replace("/healthz ", "/healthz2 "))
-    assert not pattern.search(HEALTH_LINE.replace("/healthz ", "/healthz?x=1 "))
-    assert not pattern.search(HEALTH_LINE.replace("GET /healthz", "GET /api/items"))
-    assert not pattern.search(HEALTH_LINE.replace("GET /healthz", "POST /healthz"))
+    """deploy/appserver.ini: its log-drain against lines of its own log-format."""
+    formatter = request_formatter(_deploy_option("log-format"))
+    pattern = re.compile(_deploy_option("log-drain"))
+    # What the container healthcheck sends: a uwsgi GET /healthz, REMOTE_ADDR 127.0.0.1.
+    probe = record(
+        remote_addr="127.0.0.1", uri="/healthz", protocol="HTTP/1.0", host="", user_agent=""
+    )
+    line = formatter(probe)
+    assert line.startswith("[pid: 641|worker: 2|core: 1] 127.0.0.1 (-) [")
+    assert line.endswith(
+        "GET /healthz => generated 512 bytes in 3 msecs (HTTP/1.0 200) "
+        "request_id=4bf92f3577b34da6a3ce929d0e0e4736"
+    )
+    assert pattern.search(line)
+    # Through edge the address is the client's, never the container's loopback.
+    assert not pattern.search(formatter(dataclasses.replace(probe, remote_addr="172.18.0.4")))
+    for uri in ("/healthz2", "/healthz?x=1", "/api/items", "/"):
+        assert not pattern.search(formatter(dataclasses.replace(probe, uri=uri))), uri
+    assert not pattern.search(formatter(dataclasses.replace(probe, method="POST")))
     assert not pattern.search("app exception request_id=x GET /healthz: KeyError")
+    assert not pattern.search(HEALTH_LINE)  # uWSGI's default line is another format
 
 
 # -- encoders ----------------------------------------------------------------------------------
