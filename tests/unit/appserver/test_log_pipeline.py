@@ -398,3 +398,23 @@ def test_log_options_build_the_config(tmp_path: Path) -> None:
     assert config.log_format == "%(request_id) %(uri)"
     configure(config)
     assert log._pipeline.tracebacks is False
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"uri": '/"quoted"\n\x00\u00e9', "user_agent": "caf\u00c3\u00a9", "referer": "\\"},
+        {"msecs": -1.0, "request_id": "", "host": "\u2603"},
+        {"msecs": 123456.78912},
+    ],
+)
+def test_the_direct_request_json_equals_the_generic_one(changes: dict[str, object]) -> None:
+    """The hot path writes the object by hand; it must say what the dict path says."""
+    sample = record(**changes)
+    direct = json.loads(log._request_json('msg "x"\n', sample))
+    generic = {"level": "info", "type": "request", "pid": sample.pid, "msg": 'msg "x"\n'}
+    generic.update(log.request_fields(sample))
+    direct.pop("time")
+    assert list(direct) == list(generic)
+    assert direct == generic
