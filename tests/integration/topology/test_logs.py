@@ -92,3 +92,25 @@ def test_one_request_id_is_in_the_edge_appserver_and_django_lines(stack: Topolog
         if time.monotonic() > deadline:
             raise AssertionError(f"no appserver line with {ident}; logs:\n{stack.logs(tail=40)}")
         time.sleep(0.25)
+
+
+def test_the_appserver_healthcheck_stays_out_of_its_request_log(stack: Topology) -> None:
+    """deploy/appserver.ini's log-drain: the uwsgi GET /healthz the healthcheck sends every 5 s.
+
+    In compose, edge starts only once every appserver replica is healthy, so the probe has
+    run by now; the local mode has no healthcheck, and its readiness polls go through edge
+    from 127.0.0.1 like the probe, so only the compose stack can tell the two apart.
+    """
+    probe_line = re.compile(r"127\.0\.0\.1 \(-\) \[[^]]+\] GET /healthz =>")
+    if stack.mode == "compose":
+        assert not probe_line.search(stack.logs()), "a healthcheck line in the appserver log"
+    # Traffic is still logged, with its ID.
+    target = f"/hello?probe={uuid.uuid4().hex}"
+    assert fetch(stack.ports[DJANGO], target).status == 200
+    deadline = time.monotonic() + LOG_WAIT
+    while not re.search(
+        rf"GET {re.escape(target)} => .* request_id=[0-9a-f]{{32}}$", stack.logs(), re.M
+    ):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no appserver line for {target}; logs:\n{stack.logs(tail=40)}")
+        time.sleep(0.25)
