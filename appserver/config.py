@@ -72,6 +72,10 @@ class AppServerConfig:
     logto: str | None = None  # log file, no detaching
     log_format: str | None = None  # None = uWSGI's line; "json"; or a %(var) template
     disable_logging: bool = False  # no per-request lines
+    log_traceback: bool = True  # an app exception's traceback follows its summary line
+    log_drains: tuple[str, ...] = ()  # regexps: matching log lines are dropped
+    log_encoders: tuple[tuple[str, str], ...] = ()  # (encoder, args), applied in order
+    log_req_encoders: tuple[tuple[str, str], ...] = ()  # the same for request lines
     stats: str | None = None  # address of the JSON stats server
     metrics_http: str | None = None  # address of /metrics, /status, /status.json (TCP)
     vacuum: bool = False

@@ -10,8 +10,8 @@ parked in the poller (keep-alive), or close it.
 
 Error handling (STYLE.md rules): a refused request answers the status its
 error carries and closes, the message going to the log only; an app
-exception is logged with its traceback and answered with 500 while the worker
-lives on; a client that goes away costs one concise log line, never a
+exception is logged as one summary line (request ID, exception, file:line)
+followed by its traceback, and answered with 500 while the worker lives on; a client that goes away costs one concise log line, never a
 traceback.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from typing import Any
 
 from appserver.body import ClientDisconnected
@@ -30,7 +29,8 @@ from appserver.connection import (
     error_response,
     send_quietly,
 )
-from appserver.log import RequestRecord
+from appserver.environ import RequestIds
+from appserver.log import RequestRecord, emit_app_exception, emit_request
 from appserver.log import emit as write_log
 from appserver.response import CLIENT_GONE_ERRORS, ClientGone, Response
 from appserver.scoreboard import CoreSlot
@@ -45,6 +45,7 @@ class Handler:
         self.core = core
         self.core_index = core_index
         self.requests = 0
+        self.request_ids = RequestIds()  # this thread's own: no lock
 
     def serve(self, connection: ClientConnection) -> bool:
         """Serve what the connection sends; True to park it for keep-alive, False once closed."""
@@ -74,6 +75,7 @@ class Handler:
         started = exchange.started
         method = environ["REQUEST_METHOD"]
         uri = environ.get("REQUEST_URI") or environ["PATH_INFO"]
+        environ["REQUEST_ID"] = self.request_ids.for_environ(environ)
         self.core.begin(started, f"{method} {uri}".encode("latin-1", "replace"))
         failed = False
         static = False
@@ -86,7 +88,8 @@ class Handler:
             self.core.end(finished - started, response.body_bytes, failed, static)
             self.requests += 1
             if context.format_request is not None:
-                write_log(context.format_request(self._record(exchange, finished, static)))
+                record = self._record(exchange, finished, static)
+                emit_request(context.format_request(record), record)
 
     def _record(self, exchange: Exchange, finished: float, static: bool) -> RequestRecord:
         environ = exchange.environ
@@ -118,6 +121,7 @@ class Handler:
             user_agent=environ.get("HTTP_USER_AGENT", ""),
             referer=environ.get("HTTP_REFERER", ""),
             content_length=int(length) if length.isascii() and length.isdigit() else 0,
+            request_id=environ.get("REQUEST_ID", ""),
         )
 
     def _call_app(self, environ: dict[str, Any], response: Response) -> bool:
@@ -142,11 +146,13 @@ class Handler:
                 response.status_code = exc.status
                 send_quietly(response.sock, error_response(exc.status, response.protocol))
             return False
-        except Exception:
+        except Exception as exc:
             response.keep_alive = False
-            write_log(
-                f"error in app on {environ['REQUEST_METHOD']} {environ.get('REQUEST_URI', '')}:\n"
-                + traceback.format_exc().rstrip()
+            emit_app_exception(
+                exc,
+                environ.get("REQUEST_ID", ""),
+                environ["REQUEST_METHOD"],
+                environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
             )
             if not response.headers_sent:
                 response.status_code = 500
@@ -158,8 +164,14 @@ class Handler:
             if close is not None:
                 try:
                     close()
-                except Exception:
-                    write_log("error in the app's close():\n" + traceback.format_exc().rstrip())
+                except Exception as exc:
+                    emit_app_exception(
+                        exc,
+                        environ.get("REQUEST_ID", ""),
+                        environ["REQUEST_METHOD"],
+                        environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+                        where="in close()",
+                    )
 
     def _serve_static(self, environ: dict[str, Any], response: Response) -> bool:
         static_map = self.context.static_map

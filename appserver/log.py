@@ -16,17 +16,29 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+import traceback as _traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from appserver.config import AppServerConfig
 
 __all__ = [
+    "LogEvent",
     "RequestRecord",
+    "compile_encoders",
     "compile_template",
+    "configure",
+    "emit_app_exception",
+    "emit_request",
+    "format_app_exception",
+    "parse_encoder",
+    "raised_at",
+    "request_fields",
     "format_json",
     "format_startup",
     "format_uwsgi",
@@ -69,6 +81,7 @@ class RequestRecord:
     user_agent: str = ""
     referer: str = ""
     content_length: int = 0  # request body size (CONTENT_LENGTH)
+    request_id: str = ""  # environ["REQUEST_ID"]: the edge's X-Request-ID, or made here
 
 
 # --- making wire text safe to log -------------------------------------------------
@@ -143,6 +156,7 @@ def format_json(record: RequestRecord) -> str:
             "remote_addr": _printable(record.remote_addr),
             "protocol": _printable(record.protocol),
             "core": record.core,
+            "request_id": _printable(record.request_id),
         },
         separators=(",", ":"),
     )
@@ -196,6 +210,8 @@ _VARIABLES: dict[str, Callable[[RequestRecord], str]] = {
     "pid": lambda r: str(r.pid),
     "wid": lambda r: str(r.worker_id),
     "core": lambda r: str(r.core),
+    # Ours, not uWSGI's: the request's ID (see appserver.environ.request_id).
+    "request_id": lambda r: _printable(r.request_id),
 }
 
 
@@ -295,9 +311,367 @@ def format_startup(
 # which also catches what the app prints, as uWSGI does.
 
 
-def emit(line: str) -> None:
+#
+# Between a line and its write(2) sit two optional steps, set once per process by
+# ``configure`` (the master calls it at boot; workers inherit it across fork):
+#
+# 1. ``log-drain`` regexps: a line any of them matches (``re.search``) is dropped.
+#    They see the line as it would be printed unencoded (for a request, the
+#    ``log-format`` output), as uWSGI's drains see the raw line.
+# 2. the ``log-encoder`` chain (``log-req-encoder`` for request lines, when set):
+#    each step turns the text into new text.  ``json`` alone is appserver's
+#    structured encoder (one JSON object with fixed keys); ``json TEMPLATE``,
+#    ``format TEMPLATE``, ``prefix``, ``suffix`` and ``nl`` are uWSGI's.
+#
+# With neither configured a line costs what it always did: one encode, one write.
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """What a log line is about, for the structured encoder."""
+
+    level: str  # "info" or "error"
+    record: RequestRecord | None = None  # set for a request line
+    fields: dict[str, Any] | None = None  # extra keys (an app exception's)
+    traceback: str | None = None  # appended to the text, or its own JSON key
+
+
+EncoderStep = Callable[[str, LogEvent], str]
+
+_ENCODERS = ("json", "format", "prefix", "suffix", "nl")
+_REFUSED_ENCODERS = {
+    "gzip": "compressed lines are not supported; compress the log file instead",
+    "compress": "compressed lines are not supported; compress the log file instead",
+}
+_TEMPLATE_VARIABLES = ("msg", "msgnl", "unix", "micros", "millis", "strftime:FORMAT")
+
+
+def parse_encoder(raw: str) -> tuple[str, str]:
+    """``NAME[ ARGS]`` of one log-encoder entry -> (name, args); ValueError if unusable."""
+    # Everything after the first space is the argument, as in uWSGI ("prefix >> ").
+    name, _, args = raw.lstrip().partition(" ")
+    if name.partition(":")[2]:
+        raise ValueError(
+            f"{name!r}: named loggers (ENCODER:LOGGER) are not supported; there is one log stream"
+        )
+    name = name.rstrip(":")
+    if name in _REFUSED_ENCODERS:
+        raise ValueError(f"encoder {name!r} is not supported ({_REFUSED_ENCODERS[name]})")
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown encoder {name!r} (supported: {', '.join(_ENCODERS)})")
+    if name in ("format", "prefix", "suffix") and not args:
+        raise ValueError(f"encoder {name!r} needs an argument, e.g. {name} TEXT")
+    if name == "nl" and args:
+        raise ValueError("encoder 'nl' takes no argument")
+    if name in ("json", "format") and args:
+        _compile_encoder_template(args, escape=name == "json")  # raises on a bad ${var}
+    return name, args
+
+
+def _json_text(text: str) -> str:
+    return json.dumps(text)[1:-1]  # the escaped body of a JSON string, without quotes
+
+
+def _compile_encoder_template(template: str, *, escape: bool) -> EncoderStep:
+    """uWSGI's ``format``/``json`` template: text with ``${var}`` placeholders."""
+    parts: list[str | Callable[[str], str]] = []
+    position = 0
+    while True:
+        start = template.find("${", position)
+        if start < 0:
+            parts.append(template[position:])
+            break
+        end = template.find("}", start + 2)
+        if end < 0:
+            raise ValueError(f"unterminated ${{ at offset {start} in {template!r}")
+        parts.append(template[position:start])
+        name = template[start + 2 : end]
+        parts.append(_encoder_variable(name, escape))
+        position = end + 1
+
+    def encode(text: str, event: LogEvent) -> str:
+        return "".join(part if isinstance(part, str) else part(text) for part in parts)
+
+    return encode
+
+
+def _encoder_variable(name: str, escape: bool) -> Callable[[str], str]:
+    quote = _json_text if escape else str
+    if name == "msg":
+        return quote
+    if name == "msgnl":
+        return lambda text: quote(text + "\n")
+    if name == "unix":
+        return lambda text: str(int(time.time()))
+    if name == "micros":
+        return lambda text: str(int(time.time() * 1_000_000))
+    if name == "millis":
+        return lambda text: str(int(time.time() * 1000))
+    if name.startswith("strftime:"):
+        pattern = name[len("strftime:") :]
+        return lambda text: quote(time.strftime(pattern, time.localtime()))
+    raise ValueError(
+        f"unknown variable ${{{name}}} (supported: "
+        + ", ".join(f"${{{variable}}}" for variable in _TEMPLATE_VARIABLES)
+        + ")"
+    )
+
+
+_second_text: tuple[int, str] = (-1, "")
+
+
+def _iso_now() -> str:
+    """Now as ISO-8601 UTC with milliseconds; the text of the second is kept (a hot path)."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    cached, text = _second_text
+    if cached != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_text = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}+00:00"
+
+
+# One encoder, made once: json.dumps(separators=...) builds a new one every call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def request_fields(record: RequestRecord) -> dict[str, Any]:
+    """A request's keys in the structured JSON line."""
+    return {
+        "request_id": _printable(record.request_id),
+        "method": _printable(record.method),
+        "uri": _printable(record.uri),
+        "protocol": _printable(record.protocol),
+        "status": record.status,
+        "size": record.response_bytes,
+        "duration_ms": round(max(0.0, record.msecs), 3),
+        "remote_addr": _printable(record.remote_addr),
+        "host": _printable(record.host),
+        "user_agent": _printable(record.user_agent),
+        "referer": _printable(record.referer),
+        "worker": record.worker_id,
+        "core": record.core,
+    }
+
+
+def _structured_json(text: str, event: LogEvent) -> str:
+    """appserver's ``log-encoder = json``: one object, fixed keys, one line."""
+    record = event.record
+    if record is not None and not event.fields:
+        return _request_json(text, record)
+    tb = event.traceback
+    if tb and text.endswith("\n" + tb):
+        text = text[: -len(tb) - 1]  # the traceback gets its own key
+    line: dict[str, Any] = {
+        "time": _iso_now(),
+        "level": event.level,
+        "type": "request" if record is not None else "server",
+        "pid": record.pid if record is not None else os.getpid(),
+        "msg": text,
+    }
+    if record is not None:
+        line.update(request_fields(record))
+    if event.fields:
+        line.update(event.fields)
+    if tb:
+        line["traceback"] = tb
+    return _compact_json(line)
+
+
+def _request_json(text: str, r: RequestRecord) -> str:
+    """The request line's object, written directly: the keys and order of request_fields.
+
+    Four times cheaper than a dict through json (every request pays it): the
+    strings go through the C escaper one by one and the rest is an f-string.
+    """
+    q = _quote
+    return (
+        f'{{"time":"{_iso_now()}","level":"info","type":"request","pid":{r.pid},'
+        f'"msg":{q(text)},"request_id":{q(_printable(r.request_id))},'
+        f'"method":{q(_printable(r.method))},"uri":{q(_printable(r.uri))},'
+        f'"protocol":{q(_printable(r.protocol))},"status":{r.status},'
+        f'"size":{r.response_bytes},"duration_ms":{round(max(0.0, r.msecs), 3)!r},'
+        f'"remote_addr":{q(_printable(r.remote_addr))},"host":{q(_printable(r.host))},'
+        f'"user_agent":{q(_printable(r.user_agent))},"referer":{q(_printable(r.referer))},'
+        f'"worker":{r.worker_id},"core":{r.core}}}'
+    )
+
+
+def _prefix_step(prefix: str) -> EncoderStep:
+    return lambda text, event: prefix + text
+
+
+def _suffix_step(suffix: str) -> EncoderStep:
+    return lambda text, event: text + suffix
+
+
+def compile_encoders(specs: tuple[tuple[str, str], ...]) -> tuple[EncoderStep, ...]:
+    """The encoder chain for parsed ``log-encoder`` entries, in order."""
+    steps: list[EncoderStep] = []
+    for name, args in specs:
+        if name == "json" and not args:
+            steps.append(_structured_json)
+        elif name in ("json", "format"):
+            steps.append(_compile_encoder_template(args, escape=name == "json"))
+        elif name == "prefix":
+            steps.append(_prefix_step(args))
+        elif name == "suffix":
+            steps.append(_suffix_step(args))
+        elif name == "nl":
+            steps.append(lambda text, event: text + "\n")
+        else:  # parse_encoder admits nothing else
+            raise ValueError(f"unknown encoder {name!r}")
+    return tuple(steps)
+
+
+@dataclass(slots=True)
+class _Pipeline:
+    drains: tuple[re.Pattern[str], ...] = ()
+    encoders: tuple[EncoderStep, ...] = ()
+    request_encoders: tuple[EncoderStep, ...] = ()
+    tracebacks: bool = True
+
+
+_pipeline = _Pipeline()
+
+
+def configure(config: AppServerConfig) -> None:
+    """Set this process's drains, encoders and traceback switch from the config."""
+    global _pipeline
+    encoders = compile_encoders(config.log_encoders)
+    _pipeline = _Pipeline(
+        drains=tuple(re.compile(pattern) for pattern in config.log_drains),
+        encoders=encoders,
+        request_encoders=compile_encoders(config.log_req_encoders)
+        if config.log_req_encoders
+        else encoders,
+        tracebacks=config.log_traceback,
+    )
+
+
+def _write(text: str) -> None:
+    os.write(2, text.encode("utf-8", "backslashreplace"))
+
+
+def _drained(pipeline: _Pipeline, text: str) -> bool:
+    return any(pattern.search(text) for pattern in pipeline.drains)
+
+
+def _encoded(steps: tuple[EncoderStep, ...], text: str, event: LogEvent) -> str:
+    for step in steps:
+        text = step(text, event)
+    return text if text.endswith("\n") else text + "\n"  # `nl` or ${msgnl}: one newline
+
+
+def emit(line: str, *, level: str = "info", fields: dict[str, Any] | None = None) -> None:
     """Write one log line (the newline is added)."""
-    os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
+    pipeline = _pipeline
+    if pipeline.drains and _drained(pipeline, line):
+        return
+    if pipeline.encoders:
+        _write(_encoded(pipeline.encoders, line, LogEvent(level, fields=fields)))
+    else:
+        _write(line + "\n")
+
+
+def emit_request(line: str, record: RequestRecord) -> None:
+    """Write one request line, ``line`` being ``record`` as the request formatter made it."""
+    pipeline = _pipeline
+    if pipeline.drains and _drained(pipeline, line):
+        return
+    if pipeline.request_encoders:
+        _write(_encoded(pipeline.request_encoders, line, LogEvent("info", record=record)))
+    else:
+        _write(line + "\n")
+
+
+# --- app exceptions -----------------------------------------------------------------
+
+
+def _exception_name(exc: BaseException) -> str:
+    # As a traceback names it: builtins bare, everything else with its module.
+    kind = type(exc)
+    module = kind.__module__
+    if module in ("builtins", "__main__"):
+        return kind.__qualname__
+    return f"{module}.{kind.__qualname__}"
+
+
+_MESSAGE_MAX = 1000
+
+
+def _exception_message(exc: BaseException) -> str:
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not cost the log line
+        message = f"<{type(exc).__name__}.__str__ failed>"
+    if len(message) > _MESSAGE_MAX:
+        message = message[:_MESSAGE_MAX] + "..."
+    return _printable(message)
+
+
+def raised_at(exc: BaseException) -> tuple[str, int] | None:
+    """(file, line) of the innermost frame of ``exc``'s traceback: where it was raised."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename, tb.tb_lineno
+
+
+def format_app_exception(
+    exc: BaseException, request_id: str, method: str, uri: str, where: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """The one summary line of an app exception, and its keys for the JSON encoder.
+
+    ``app exception request_id=ID GET /boom: ZeroDivisionError: division by zero
+    (at /app/views.py:42)``; ``where`` qualifies it (``in close()``).
+    """
+    name = _exception_name(exc)
+    message = _exception_message(exc)
+    location = raised_at(exc)
+    label = f"app exception {where} " if where else "app exception "
+    line = (
+        f"{label}request_id={_printable(request_id) or '-'} "
+        f"{_printable(method)} {_printable(uri)}: {name}" + (f": {message}" if message else "")
+    )
+    fields: dict[str, Any] = {
+        "request_id": _printable(request_id),
+        "method": _printable(method),
+        "uri": _printable(uri),
+        "exception": name,
+        "exception_message": message,
+    }
+    if location is not None:
+        line += f" (at {_printable(location[0])}:{location[1]})"
+        fields["file"] = _printable(location[0])
+        fields["line"] = location[1]
+    return line, fields
+
+
+def emit_app_exception(
+    exc: BaseException, request_id: str, method: str, uri: str, where: str = ""
+) -> None:
+    """Log an app exception: its summary line, then (``log-traceback``) the traceback.
+
+    Summary and traceback go out in one write, so another thread's line never
+    lands between them; the JSON encoder puts the traceback in its own key.
+    """
+    pipeline = _pipeline
+    line, fields = format_app_exception(exc, request_id, method, uri, where)
+    tb = None
+    if pipeline.tracebacks:
+        tb = "".join(_traceback.format_exception(exc)).rstrip()
+    text = f"{line}\n{tb}" if tb else line
+    if pipeline.drains and _drained(pipeline, text):
+        return
+    if pipeline.encoders:
+        _write(_encoded(pipeline.encoders, text, LogEvent("error", fields=fields, traceback=tb)))
+    else:
+        _write(text + "\n")
 
 
 def log_path(config: AppServerConfig) -> str | None:

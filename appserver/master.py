@@ -64,6 +64,7 @@ from appserver.loader import (
     load_application,
     prepare_interpreter,
 )
+from appserver.log import configure as configure_logging
 from appserver.log import emit, format_startup, log_path, redirect_output
 from appserver.pidfile import remove_pidfile, write_pidfile
 from appserver.privileges import PrivilegeError
@@ -947,6 +948,7 @@ def run(config: AppServerConfig, load_config: ConfigLoader) -> int:
     drop privileges, and only then load the app and fork the workers.
     ``load_config`` re-reads argv on a graceful reload.
     """
+    configure_logging(config)  # drains, encoders: the workers inherit them across fork
     reexec = os.environ.pop(REEXEC_ENV, None) == "1"
     os.environ.setdefault(LAUNCH_CWD_ENV, os.getcwd())
     inherited_spec = os.environ.pop(INHERIT_ENV, "")

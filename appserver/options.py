@@ -50,11 +50,13 @@ import difflib
 import grp
 import os
 import pwd
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, NamedTuple
 
 from appserver.config import AppServerConfig, ConfigError
+from appserver.log import parse_encoder, request_formatter
 
 # Linux caps every listen() backlog at this value, silently (net.core.somaxconn).
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
@@ -224,6 +226,23 @@ def _parse_identifier(raw: str) -> str:
     return raw.strip()
 
 
+def _parse_regexp(raw: str) -> str:
+    if raw == "":
+        raise ValueError("expected a regular expression")
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {raw!r}: {exc}") from None
+    return raw
+
+
+def _parse_log_format(raw: str) -> str:
+    if raw == "":
+        raise ValueError("expected a %(var) template or json")
+    request_formatter(raw)  # ValueError names an unknown %(var)
+    return raw
+
+
 def _parse_user(raw: str) -> str:
     name = _parse_string(raw.strip())
     if not name.isdigit():
@@ -261,6 +280,9 @@ MOUNT = ValueType("/PREFIX=APP", "/PREFIX=APP", _parse_prefix_pair("APP"), resol
 MODULE = ValueType("module", "MODULE[:CALLABLE]", _parse_module)
 IDENTIFIER = ValueType("name", "NAME", _parse_identifier)
 USER = ValueType("user", "USER", _parse_user)
+REGEXP = ValueType("regexp", "REGEXP", _parse_regexp)
+LOG_ENCODER = ValueType("log encoder", "ENCODER[ ARGS]", parse_encoder)
+LOG_FORMAT = ValueType("log format", "FORMAT", _parse_log_format)
 GROUP = ValueType("group", "GROUP", _parse_group)
 
 
@@ -564,12 +586,43 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "log-format",
         "log_format",
-        STRING,
+        LOG_FORMAT,
         None,
         "request log line: a %(var) template or json",
         aliases=("logformat",),
     ),
     Option("disable-logging", "disable_logging", BOOL, False, "do not log requests", short="L"),
+    Option(
+        "log-traceback",
+        "log_traceback",
+        BOOL,
+        True,
+        "after an app exception's summary line, log its traceback (appserver's own option)",
+    ),
+    Option(
+        "log-drain",
+        "log_drains",
+        REGEXP,
+        (),
+        "drop log lines (request and server) matching this Python regexp",
+        multi=True,
+    ),
+    Option(
+        "log-encoder",
+        "log_encoders",
+        LOG_ENCODER,
+        (),
+        "encode every log line: json, json TEMPLATE, format TEMPLATE, prefix X, suffix X, nl",
+        multi=True,
+    ),
+    Option(
+        "log-req-encoder",
+        "log_req_encoders",
+        LOG_ENCODER,
+        (),
+        "encode request lines with this chain instead of log-encoder's",
+        multi=True,
+    ),
     Option(
         "stats",
         "stats",
@@ -698,8 +751,9 @@ UNSUPPORTED: dict[str, str] = {
     "max-worker-lifetime": "use max-requests",
     "logger*": "log to a file with logto or daemonize, or to stderr",
     "req-logger": "log to a file with logto or daemonize, or to stderr",
-    "log-route": "log to a file with logto or daemonize, or to stderr",
-    "log-encoder": "log to a file with logto or daemonize, or to stderr",
+    "log-route": "there is one log stream; drop lines with log-drain",
+    "log-req-route": "there is one log stream; drop lines with log-drain",
+    "log-filter": "drop the lines you do not want with log-drain",
     "log-maxsize": "rotate logs with logrotate",
     "log-backupname": "rotate logs with logrotate",
     "chown-socket": "create the socket in a directory with the right owner, or use chmod-socket",

@@ -1,5 +1,12 @@
 """Project middleware.
 
+``RequestIdMiddleware`` runs first.  It takes the request's ID from the
+server (appserver sets ``REQUEST_ID``) or from the ``X-Request-ID`` header edge
+sends (gunicorn passes it as ``HTTP_X_REQUEST_ID``), makes one when there is
+neither (gunicorn with no proxy in front), and puts it in ``sampleapp.log.request_id``
+until the response is closed, so every log line of the request carries it.
+With ``DJANGO_LOG_REQUESTS`` on it also logs one line per request.
+
 ``ServedByMiddleware`` runs outermost, so every response, including 404s,
 500s and the health check, says which host and process produced it.  That is
 how the integration tests and a curious operator see the edge spreading
@@ -13,15 +20,80 @@ a 400 and make a healthy replica look dead.
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 import socket
+import time
 from collections.abc import Callable
 
+from django.conf import settings
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed
+
+from .log import request_id
 
 _HOSTNAME = socket.gethostname()
 
 Handler = Callable[[HttpRequest], HttpResponseBase]
+
+
+request_logger = logging.getLogger("sampleapp.request")
+
+
+def sane_request_id(value: str | None) -> bool:
+    """1 to 128 visible ASCII characters: the rule edge and appserver apply."""
+    return (
+        value is not None
+        and 0 < len(value) <= 128
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+    )
+
+
+def request_id_of(meta: dict[str, object]) -> str:
+    """The server's REQUEST_ID, else a sane X-Request-ID header, else a new ID."""
+    for key in ("REQUEST_ID", "HTTP_X_REQUEST_ID"):
+        value = meta.get(key)
+        if isinstance(value, str) and sane_request_id(value):
+            return value
+    return secrets.token_hex(16)
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self.log_requests = bool(getattr(settings, "LOG_REQUESTS", False))
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        ident = request_id_of(request.META)
+        request.META["REQUEST_ID"] = ident
+        # Kept until the response is closed (request_finished), not reset on the way
+        # out: Django logs "Not Found: /x" after the middleware chain returns, and a
+        # streamed body runs later still.
+        request_id.set(ident)
+        if not self.log_requests:
+            return self.get_response(request)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        request_logger.info(
+            "%s %s -> %d in %.1f ms",
+            request.method,
+            request.get_full_path(),
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+
+def _forget_request_id(**kwargs: object) -> None:
+    request_id.set("-")
+
+
+# The server closes every response (PEP 3333), which sends request_finished in the
+# thread that served the request: after it, this thread's lines say "-" again.
+request_finished.connect(_forget_request_id, dispatch_uid="sampleapp.request_id")
 
 
 class ServedByMiddleware:

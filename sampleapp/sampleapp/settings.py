@@ -19,7 +19,12 @@ Environment variables (all optional):
                             the request's own host.
 ``DJANGO_HSTS_SECONDS``     ``Strict-Transport-Security`` max-age; default 0 (off).
 ``DJANGO_HSTS_INCLUDE_SUBDOMAINS``, ``DJANGO_HSTS_PRELOAD``  Booleans; default off.
-``DJANGO_LOG_LEVEL``        Root log level; default INFO.  Logs go to stderr.
+``DJANGO_LOG_LEVEL``        Root log level; default INFO.  Logs go to stderr, each line
+                            with ``request_id=`` (the edge's or appserver's ID; "-"
+                            outside a request).
+``DJANGO_LOG_REQUESTS``     On: one INFO line per request (method, path, status, time)
+                            from ``sampleapp.request``.  Default off: the servers log
+                            every request already, and Django logs 4xx/5xx itself.
 ``DATABASE_URL``            ``sqlite:///relative/path`` (relative to this project
                             directory), ``sqlite:////absolute/path``, or
                             ``postgres://USER:PASSWORD@HOST:PORT/NAME?sslmode=...``
@@ -239,6 +244,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    f"{PROJECT_PACKAGE}.middleware.RequestIdMiddleware",
     f"{PROJECT_PACKAGE}.middleware.ServedByMiddleware",
     f"{PROJECT_PACKAGE}.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -310,14 +316,26 @@ SECURE_HSTS_SECONDS = _env_int("DJANGO_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = _env_bool("DJANGO_HSTS_PRELOAD", False)
 
+LOG_REQUESTS = _env_bool("DJANGO_LOG_REQUESTS", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": f"{PROJECT_PACKAGE}.log.RequestIdFilter"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s [%(process)d] request_id=%(request_id)s "
+            "%(name)s: %(message)s"
+        },
     },
     "handlers": {
-        "stderr": {"class": f"{PROJECT_PACKAGE}.log.StderrHandler", "formatter": "plain"},
+        "stderr": {
+            "class": f"{PROJECT_PACKAGE}.log.StderrHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["stderr"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {

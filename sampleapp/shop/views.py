@@ -263,7 +263,24 @@ def slow(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"slept {ms} ms\n", content_type="text/plain; charset=utf-8")
 
 
-def boom(request: HttpRequest) -> HttpResponse:
+def _failing_body() -> Iterator[bytes]:
+    # A generator that fails before its first chunk: the server has sent nothing yet.
+    chunks: list[bytes] = []
+    if not chunks:
+        raise RuntimeError("boom: deliberate failure in /boom's response body")
+    yield from chunks
+
+
+def boom(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """A 500 on purpose.
+
+    The view raises, and Django turns that into its 500 page (logged by
+    ``django.request``).  With ``?during=body`` the view returns a streamed
+    response whose body raises instead: that exception is past Django, so the
+    WSGI server logs it and answers the 500 (appserver's one-line summary).
+    """
+    if request.GET.get("during") == "body":
+        return StreamingHttpResponse(_failing_body(), content_type="text/plain; charset=utf-8")
     raise RuntimeError("boom: deliberate failure from /boom (tests the 500 path)")
 
 

@@ -124,7 +124,7 @@ def test_native_utf8_uri_is_shown_as_text() -> None:
 
 
 def test_json_line() -> None:
-    line = format_json(make_record())
+    line = format_json(make_record(request_id="4bf92f3577b34da6a3ce929d0e0e4736"))
     assert "\n" not in line
     data = json.loads(line)
     assert list(data) == [
@@ -139,6 +139,7 @@ def test_json_line() -> None:
         "remote_addr",
         "protocol",
         "core",
+        "request_id",
     ]
     assert data == {
         "time": "2019-06-14T15:30:46.250+00:00",
@@ -152,6 +153,7 @@ def test_json_line() -> None:
         "remote_addr": "172.21.0.1",
         "protocol": "HTTP/1.1",
         "core": 0,
+        "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
     }
 
 
