@@ -11,8 +11,8 @@ parked in the poller (keep-alive), or close it.
 Error handling (STYLE.md rules): a refused request answers the status its
 error carries and closes, the message going to the log only; an app
 exception is logged as one summary line (request ID, exception, file:line)
-followed by its traceback, and answered with 500 while the worker lives on; a client that goes away costs one concise log line, never a
-traceback.
+followed by its traceback, and answered with 500 while the worker lives on; a
+client that goes away costs one concise log line, never a traceback.
 """
 
 from __future__ import annotations

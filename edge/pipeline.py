@@ -62,9 +62,10 @@ from edge.metrics import observe, status_offset
 from edge.realip import real_client_ip
 from edge.response_rules import HeaderSink, ResponseRules, RulesCache, serve_error_page
 from edge.routing import normalize_host, normalize_uri
-from edge.variables import new_request_id, request_id, sane_request_id
+from edge.variables import new_request_id, request_id
 from edge.writer import ResponseWriter
 from httpproto import RequestHead, http_date, reason_phrase
+from httpproto.request_id import sane_request_id
 
 if TYPE_CHECKING:
     from edge.config.schema import LimitConnRule, Location

@@ -29,7 +29,7 @@ semantics are nginx's:
   asked for and then fixed for the request (nginx 1.11.0+).  With
   ``request_id: {trust_incoming: true}`` a client's ``X-Request-ID`` of 1 to
   128 visible ASCII characters is used instead.  The random bytes are read
-  from ``os.urandom`` a few KB at a time: one system call per 256 IDs.
+  from ``os.urandom`` a few KB at a time: one system call per 128 IDs.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Final
 
 from edge.exchange import Request
+from httpproto.request_id import RequestIdSource, sane_request_id
 
 Getter = Callable[[Request], bytes]
 Template = tuple[bytes | Getter, ...]  # literal bytes and getters, in order
@@ -85,32 +86,9 @@ def request_uri(request: Request) -> bytes:
     return request.raw_path + (b"?" + request.query if request.query else b"")
 
 
-_RANDOM_BATCH = 4096
-_random = b""
-_random_at = 0
-
-
-def _forget_random() -> None:
-    # A forked worker must not hand out the IDs its master (or sibling) will.
-    global _random, _random_at
-    _random, _random_at = b"", 0
-
-
-os.register_at_fork(after_in_child=_forget_random)
-
-
-def new_request_id() -> str:
-    global _random, _random_at
-    if _random_at + 16 > len(_random):
-        _random, _random_at = os.urandom(_RANDOM_BATCH), 0
-    start = _random_at
-    _random_at = start + 16
-    return _random[start : start + 16].hex()
-
-
-def sane_request_id(value: bytes | None) -> bool:
-    """1 to 128 visible ASCII characters (the contract appserver checks too)."""
-    return value is not None and 0 < len(value) <= 128 and all(0x21 <= b <= 0x7E for b in value)
+_ids = RequestIdSource()  # one per process: a worker serves on one thread
+os.register_at_fork(after_in_child=_ids.forget)
+new_request_id = _ids.new
 
 
 def request_id(request: Request) -> str:
