@@ -29,6 +29,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from httpproto.errors import HttpProtocolError
+from httpproto.parser import RequestHead, RequestParser
+
 MAX_HEAD = 8192
 TIMEOUT = 5.0
 MAX_CONNECTIONS = 32
@@ -47,11 +50,15 @@ _REASONS = {
 }
 
 
+def _new_parser() -> RequestParser:
+    return RequestParser(max_header_size=MAX_HEAD, max_line=MAX_HEAD)
+
+
 @dataclass(slots=True)
 class _Connection:
     sock: socket.socket
     deadline: float
-    head: bytearray = field(default_factory=bytearray)
+    parser: RequestParser = field(default_factory=_new_parser)
     out: memoryview | None = None  # the answer still to send; None while reading
     lingering: bool = False  # answered and shut down for writing: reading until EOF
 
@@ -73,21 +80,40 @@ def _error(status: int, message: str) -> bytes:
     return response(status, "text/plain; charset=utf-8", f"{message}\n".encode())
 
 
-def answer_request(head: bytes, answer: Answer) -> bytes:
-    """The whole response to one request head (pure: the unit tests call it directly)."""
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
-    parts = line.split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1.") or not parts[1].startswith(b"/"):
-        return _error(400, "bad request line")
-    method, target = parts[0], parts[1].decode("latin-1")
-    if method not in (b"GET", b"HEAD"):
-        return _error(405, f"{method.decode('latin-1')} is not allowed here: GET or HEAD")
-    path = target.split("?", 1)[0]
+def answer_head(head: RequestHead, answer: Answer) -> bytes:
+    """The whole response to one parsed request head."""
+    if not head.target.startswith(b"/"):
+        return _error(400, "bad request target: /metrics, /status or /status.json")
+    if head.method not in ("GET", "HEAD"):
+        return _error(405, f"{head.method} is not allowed here: GET or HEAD")
+    path = head.path.decode("latin-1")
     found = answer(path)
     if found is None:
         return _error(404, f"{path}: not found (try /metrics, /status or /status.json)")
     status, content_type, body = found
-    return response(status, content_type, body, head_only=method == b"HEAD")
+    return response(status, content_type, body, head_only=head.method == "HEAD")
+
+
+def _parse(parser: RequestParser) -> RequestHead | bytes | None:
+    """The head once it is complete, an error answer, or None while it is not."""
+    try:
+        event = parser.next_event()
+    except HttpProtocolError as exc:
+        # httpproto's rule: the parser's text is for logs; the client gets the status.
+        return _error(exc.status_hint, "bad request")
+    if isinstance(event, RequestHead):
+        return event
+    return None
+
+
+def answer_request(data: bytes, answer: Answer) -> bytes:
+    """The response to a whole request head (pure: the unit tests call it directly)."""
+    parser = _new_parser()
+    parser.feed(data)
+    parsed = _parse(parser)
+    if parsed is None:
+        return _error(400, "incomplete request head")
+    return parsed if isinstance(parsed, bytes) else answer_head(parsed, answer)
 
 
 class StatusServer:
@@ -147,7 +173,7 @@ class StatusServer:
 
     def _read(self, fd: int, conn: _Connection) -> None:
         try:
-            data = conn.sock.recv(MAX_HEAD + 1 - len(conn.head))
+            data = conn.sock.recv(MAX_HEAD + 1)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -156,15 +182,13 @@ class StatusServer:
         if not data:
             self._close(fd)
             return
-        conn.head += data
-        end = conn.head.find(b"\r\n\r\n")
-        if end < 0:
-            end = conn.head.find(b"\n\n")
-        if end < 0:
-            if len(conn.head) > MAX_HEAD:
-                self._start_answer(fd, conn, _error(431, "request head too large"))
+        conn.parser.feed(data)
+        parsed = _parse(conn.parser)
+        if parsed is None:
             return
-        self._start_answer(fd, conn, answer_request(bytes(conn.head), self.answer))
+        self._start_answer(
+            fd, conn, parsed if isinstance(parsed, bytes) else answer_head(parsed, self.answer)
+        )
 
     def _start_answer(self, fd: int, conn: _Connection, data: bytes) -> None:
         conn.out = memoryview(data)

@@ -229,7 +229,7 @@ def test_promtool_accepts_the_exposition(observed: Observed) -> None:
 def test_other_paths_and_methods_are_refused(observed: Observed) -> None:
     assert observed.admin("/")[0] == 404
     assert observed.admin("/metrics/../admin")[0] == 404
-    raw = observed.get_raw(observed.metrics_address, b"DELETE /metrics HTTP/1.1\r\n\r\n")
+    raw = observed.get_raw(observed.metrics_address, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD" in raw
     status, body = observed.admin("/status")
     assert status == 200 and b"<title>appserver status</title>" in body

@@ -33,7 +33,7 @@ def _split(response: bytes) -> tuple[str, dict[str, str], bytes]:
 
 
 def test_get_and_head() -> None:
-    status, headers, body = _split(answer_request(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", _answer))
+    status, headers, body = _split(answer_request(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", _answer))
     assert status == "HTTP/1.1 200 OK" and body == b"up 1\n"
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert headers["Content-Length"] == "5" and headers["Connection"] == "close"
@@ -45,12 +45,14 @@ def test_get_and_head() -> None:
 @pytest.mark.parametrize(
     ("head", "status"),
     [
-        (b"GET /other HTTP/1.1\r\n\r\n", "404 Not Found"),
-        (b"GET /metricsx HTTP/1.1\r\n\r\n", "404 Not Found"),
-        (b"POST /metrics HTTP/1.1\r\n\r\n", "405 Method Not Allowed"),
-        (b"GET metrics HTTP/1.1\r\n\r\n", "400 Bad Request"),
+        (b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n", "404 Not Found"),
+        (b"GET /metricsx HTTP/1.1\r\nHost: x\r\n\r\n", "404 Not Found"),
+        (b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n", "405 Method Not Allowed"),
+        (b"GET metrics HTTP/1.1\r\nHost: x\r\n\r\n", "400 Bad Request"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", "400 Bad Request"),  # TLS
         (b"GET /metrics\r\n\r\n", "400 Bad Request"),
+        (b"GET /metrics HTTP/1.1\r\n\r\n", "400 Bad Request"),  # HTTP/1.1 needs a Host
+        (b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request"),
     ],
 )
 def test_refusals(head: bytes, status: str) -> None:
@@ -142,7 +144,7 @@ def test_finish_answers_what_was_accepted_and_accepts_no_more(server: StatusServ
     _run(server, 0.1)  # accepted, its head not sent yet
     assert len(server.connections) == 1
     late = socket.create_connection(server.sock.getsockname())
-    early.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+    early.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     server.finish(2.0)
     assert not server.connections
     early.settimeout(5)
