@@ -31,6 +31,8 @@ from django.conf import settings
 from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed
 
+from httpproto.request_id import sane_request_id  # the rule edge and appserver apply
+
 from .log import request_id
 
 _HOSTNAME = socket.gethostname()
@@ -39,17 +41,6 @@ Handler = Callable[[HttpRequest], HttpResponseBase]
 
 
 request_logger = logging.getLogger("sampleapp.request")
-
-
-def sane_request_id(value: str | None) -> bool:
-    """1 to 128 visible ASCII characters: the rule edge and appserver apply."""
-    return (
-        value is not None
-        and 0 < len(value) <= 128
-        and value.isascii()
-        and value.isprintable()
-        and " " not in value
-    )
 
 
 def request_id_of(meta: dict[str, object]) -> str:
