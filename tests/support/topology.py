@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,6 +176,7 @@ class Load:
         self.timeout = timeout
         self.outcomes: list[Outcome] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every outcome
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._issued = 0
@@ -195,6 +196,26 @@ class Load:
     def now(self) -> float:
         """Seconds since the load started (the clock of ``Outcome.started``)."""
         return time.monotonic() - self.t0
+
+    def wait_until(self, done: Callable[[list[Outcome]], bool], timeout: float, what: str) -> None:
+        """Block until ``done(outcomes so far)`` is true; AssertionError naming ``what`` if not."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not done(self.outcomes):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"load: {what} not seen within {timeout:.0f} s: {summary(self.outcomes)}"
+                    )
+                self._changed.wait(min(left, 1.0))
+
+    def wait_for_answers(self, count: int, timeout: float, *, after: float = 0.0) -> None:
+        """Block until ``count`` requests started at ``after`` (``now()`` clock) or later are done."""
+        self.wait_until(
+            lambda outcomes: sum(o.started >= after for o in outcomes) >= count,
+            timeout,
+            f"{count} answers to requests started after +{after:.1f}s",
+        )
 
     def stop(self) -> list[Outcome]:
         self._stop.set()
@@ -225,8 +246,9 @@ class Load:
             except (OSError, http.client.HTTPException) as exc:
                 outcome.error = f"{type(exc).__name__}: {exc}"
             outcome.elapsed = time.monotonic() - started
-            with self._lock:
+            with self._changed:
                 self.outcomes.append(outcome)
+                self._changed.notify_all()
 
 
 def wait_until_serving(ports: dict[str, int], timeout: float) -> None:

@@ -65,12 +65,20 @@ def test_stopping_a_replica_loses_no_request_after_edge_notices(stack: Topology)
     assert len(replicas) == 2, replicas
     victim = replicas[-1]
     try:
-        with Load([(stack.ports[DJANGO], HELLO)], concurrency=4, max_seconds=30) as load:
-            time.sleep(2.0)  # both replicas serving
+        with Load(
+            [(stack.ports[DJANGO], HELLO)], concurrency=4, max_seconds=120, max_requests=100_000
+        ) as load:
+            load.wait_until(
+                lambda outcomes: (
+                    victim in {stack.replica_of(o.served_by) for o in outcomes if o.ok}
+                ),
+                30,
+                f"a request served by {victim}",
+            )
             stop_issued = load.now()
             stack.stop_replica(victim)  # SIGTERM; returns once it has exited
             stopped = load.now()
-            time.sleep(NOTICE_BOUND + 5.0)
+            load.wait_for_answers(40, 60, after=stopped + NOTICE_BOUND)
         outcomes = load.stop()
 
         before = [o for o in outcomes if o.started < stop_issued]

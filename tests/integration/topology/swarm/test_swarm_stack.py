@@ -156,7 +156,7 @@ def test_rolling_update_scale_and_kill_under_load_fail_no_request(swarm_stack: S
         def mark(what: str) -> None:
             events.append((load.now(), what))
 
-        time.sleep(2.0)
+        load.wait_for_answers(50, 60)  # traffic flows before the first operation
         before = {t.container for t in swarm_stack.tasks("appserver")}
         assert len(before) == 2
 
@@ -184,7 +184,7 @@ def test_rolling_update_scale_and_kill_under_load_fail_no_request(swarm_stack: S
         replaced = _wait_for_tasks(swarm_stack, 2, exclude={victim.container})
         _served_by(swarm_stack, {t.hostname for t in replaced}, django, "/hello", DISCOVERY_BOUND)
         mark("replaced")
-        time.sleep(2.0)
+        load.wait_for_answers(50, 60, after=load.now())  # and after the last one
 
     outcomes = load.stop()
     timeline = ", ".join(f"+{t:.1f}s {what}" for t, what in events)
