@@ -104,7 +104,8 @@ def bind(protocol: str, address: str, backlog: int, chmod: int | None) -> Listen
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        option = "socket" if protocol == "uwsgi" else "http-socket"
+        # The option the address came from: socket, http-socket, or the caller's (stats, ...).
+        option = {"uwsgi": "socket", "http": "http-socket"}.get(protocol, protocol)
         raise ListenerError(f"{option} {address}: cannot bind: {exc.strerror or exc}") from exc
     sock.setblocking(False)
     return Listener(protocol, address, sock)

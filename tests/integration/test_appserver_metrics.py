@@ -338,3 +338,24 @@ def test_the_status_page_in_headless_chromium(observed: Observed, tmp_path: Path
     pids = [str(worker["pid"]) for worker in observed.status()["workers"]]
     assert all(f">{pid}<" in page for pid in pids), page
     print(f"status page screenshot: {kept}")
+
+
+def test_a_metrics_address_in_use_is_one_line_and_the_app_is_still_served(
+    start_appserver: Starter,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        process = start_appserver(
+            "--http-socket", "127.0.0.1:0", "--wsgi-file", str(WSGI_APP), "--master",
+            "--metrics-http", f"127.0.0.1:{port}",
+        )  # fmt: skip
+        process.wait_for_log(
+            rf"metrics server disabled: metrics-http 127\.0\.0\.1:{port}: cannot bind: "
+            r"Address already in use"
+        )
+        process.wait_for_log(r"spawned worker 1 ")
+        with socket.create_connection(process.address("http"), timeout=10) as client:
+            client.sendall(b"GET /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert client.recv(64).startswith(b"HTTP/1.1 200 ")
