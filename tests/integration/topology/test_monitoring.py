@@ -80,6 +80,9 @@ def test_requests_through_edge_show_in_its_counters(stack: Topology) -> None:
     # Both replicas' counters (the health checks of compose.yaml add to them too).
     served = 'sum(appserver_requests_total{job="appserver"})'
     prometheus.wait_for(ok, lambda samples: len(samples) == 1, timeout=SCRAPE_BOUND, what=ok)
+    # The figures before must come from scrapes taken after the earlier tests' traffic:
+    # the last scrape may be up to one scrape_interval old.
+    _wait_for_scrapes_after(prometheus, time.time())
     before_ok = prometheus.value(ok) or 0.0
     before_timed = prometheus.value(timed) or 0.0
     before_served = prometheus.value(served) or 0.0
@@ -102,6 +105,18 @@ def test_requests_through_edge_show_in_its_counters(stack: Topology) -> None:
         timeout=SCRAPE_BOUND,
         what=f"{REQUESTS} more in appserver_requests_total",
     )
+
+
+def _wait_for_scrapes_after(prometheus: PrometheusAPI, since: float) -> None:
+    """Until every edge and appserver target has been scraped after ``since`` (epoch s)."""
+    for job in ("edge", "appserver"):
+        query = f'timestamp(up{{job="{job}"}})'
+        prometheus.wait_for(
+            query,
+            lambda samples: bool(samples) and all(sample.value > since for sample in samples),
+            timeout=SCRAPE_BOUND,
+            what=f"a scrape of every {job} target after the test started",
+        )
 
 
 def _documented_queries() -> list[str]:
