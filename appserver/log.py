@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import traceback as _traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -215,6 +215,27 @@ _VARIABLES: dict[str, Callable[[RequestRecord], str]] = {
 }
 
 
+def _placeholders(
+    text: str, opener: str, closer: str, context: str = ""
+) -> Iterator[tuple[str, str | None]]:
+    """(literal text, placeholder name) pairs of a template; the last has name None.
+
+    Both template syntaxes use it: log-format's ``%(name)`` and the encoders'
+    ``${name}``.  An opener with no closer raises ValueError with its offset.
+    """
+    position = 0
+    while True:
+        start = text.find(opener, position)
+        if start < 0:
+            yield text[position:], None
+            return
+        end = text.find(closer, start + len(opener))
+        if end < 0:
+            raise ValueError(f"{context}unterminated {opener} at offset {start} in {text!r}")
+        yield text[position:start], text[start + len(opener) : end]
+        position = end + len(closer)
+
+
 def compile_template(fmt: str) -> RequestFormatter:
     """Compile a uWSGI ``log-format`` template once; the result formats one record.
 
@@ -226,22 +247,14 @@ def compile_template(fmt: str) -> RequestFormatter:
     """
     literal_parts: list[str] = []
     getters: list[Callable[[RequestRecord], str]] = []
-    position = 0
-    while True:
-        start = fmt.find("%(", position)
-        if start < 0:
-            literal_parts.append(fmt[position:])
+    for literal, name in _placeholders(fmt, "%(", ")", "log-format: "):
+        literal_parts.append(literal)
+        if name is None:
             break
-        end = fmt.find(")", start + 2)
-        if end < 0:
-            raise ValueError(f"log-format: unterminated %( at offset {start} in {fmt!r}")
-        name = fmt[start + 2 : end]
         getter = _VARIABLES.get(name)
         if getter is None:
             raise ValueError(f"log-format: unknown variable %({name})")
-        literal_parts.append(fmt[position:start])
         getters.append(getter)
-        position = end + 1
 
     # One %-format with a %s per variable: literal '%' doubled so it stays text.
     template = "%s".join(part.replace("%", "%%") for part in literal_parts)
@@ -375,19 +388,10 @@ def _json_text(text: str) -> str:
 def _compile_encoder_template(template: str, *, escape: bool) -> EncoderStep:
     """uWSGI's ``format``/``json`` template: text with ``${var}`` placeholders."""
     parts: list[str | Callable[[str], str]] = []
-    position = 0
-    while True:
-        start = template.find("${", position)
-        if start < 0:
-            parts.append(template[position:])
-            break
-        end = template.find("}", start + 2)
-        if end < 0:
-            raise ValueError(f"unterminated ${{ at offset {start} in {template!r}")
-        parts.append(template[position:start])
-        name = template[start + 2 : end]
-        parts.append(_encoder_variable(name, escape))
-        position = end + 1
+    for literal, name in _placeholders(template, "${", "}"):
+        parts.append(literal)
+        if name is not None:
+            parts.append(_encoder_variable(name, escape))
 
     def encode(text: str, event: LogEvent) -> str:
         return "".join(part if isinstance(part, str) else part(text) for part in parts)
